@@ -1,0 +1,1546 @@
+/* fm-map.c: one run of a function over a stream of tasks
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fm-error.h"
+#include "fm-map.h"
+#include "fm-private.h"
+#include "fm-wire.h"
+
+/**
+ * SECTION:fm-map
+ * @title: FmMap
+ * @short_description: One run of a function over a stream of tasks
+ *
+ * An #FmMap is one run, started by fm_mapper_map(). It takes tasks,
+ * either pushed with fm_map_push() and ended with fm_map_close(), or
+ * pulled lazily from a source set with fm_map_set_source(), and gives
+ * each result, in input order unless #FmMapper:ordered is %FALSE, as
+ * soon as it (and, in order, everything before it) is done.
+ *
+ * Results are taken in one of three ways, one per map:
+ *
+ * - fm_map_next() blocks the calling thread until the next result;
+ * - fm_map_next_async() and fm_map_next_finish() do the same without
+ *   blocking, in the thread-default main context of the caller;
+ * - the #FmMap::result, #FmMap::task-failed and #FmMap::finished
+ *   signals, emitted in the thread-default main context of the thread
+ *   that created the map, while that context runs. Signals are emitted
+ *   only while at least one of them has a handler, and never once
+ *   fm_map_next() or fm_map_next_async() has been called: connect the
+ *   handlers before the main context runs.
+ *
+ * A task whose function fails gives its error at its index, and the run
+ * goes on. A worker that dies is replaced, and the tasks it held run
+ * again on another worker; a task that killed #FmMapper:max-retries + 1
+ * workers fails with %FM_ERROR_WORKER_DIED. A failure of the whole map
+ * (no worker could start, a source that failed, cancellation) ends it:
+ * fm_map_next() gives that error once, then the end.
+ *
+ * Memory is bounded by #FmMapper:max-in-flight, the number of tasks taken
+ * and not yet handed back, not by the number of tasks: a source is never
+ * pulled further ahead than that, so an endless one works. (Tasks given
+ * with fm_map_push() wait in the map until there is room for them.)
+ *
+ * Closing the input and taking every result, cancelling the map's
+ * #GCancellable or dropping the last reference to the map ends its
+ * worker processes.
+ */
+
+/* How the parent works.
+ *
+ * Each worker process is spoken to over one end of a socketpair that is
+ * the worker's stdin and stdout. A reader thread per worker reads its
+ * frames with blocking reads and applies them under the map's lock.
+ * Frames to a worker are written by whichever thread dispatches: the
+ * consumer (after it took a result or pulled the source), a producer
+ * (fm_map_push()), or a reader (after results freed room at its worker).
+ *
+ * Tasks in flight live in a ring of slots indexed by task index modulo a
+ * power of two no smaller than the window. Dispatch never sends index i
+ * before index i - window has been delivered, so a slot is never shared.
+ * A slot keeps its task until the result comes, so that the task can run
+ * again if its worker dies.
+ *
+ * Credits: each worker says in its result frames how many tasks it wants
+ * to hold (enough to keep its threads busy for a round trip); dispatch
+ * gives the next tasks to the workers with the most room, in batches,
+ * retries first. So one slow task never stalls the others, and tasks
+ * pile up in no worker while another one starves.
+ */
+
+#define MAX_BATCH        4096
+#define MAX_BATCH_BYTES  (16 * 1024 * 1024)
+/* A push dispatches at once while workers hold fewer than this many
+ * tasks each; past that, pushes gather into batches that go out when a
+ * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
+#define PUSH_EAGER       2
+#define PUSH_BATCH       256
+
+typedef enum
+{
+  SLOT_FREE,
+  SLOT_SENT,
+  SLOT_RETRY,
+  SLOT_DONE,
+  SLOT_DELIVERED,
+} SlotState;
+
+typedef struct
+{
+  GVariant *task;     /* owned while SENT or RETRY */
+  GVariant *value;    /* owned while DONE, when the task succeeded */
+  GError   *error;    /* owned while DONE, when it failed */
+  guint16   worker;   /* the worker that holds it, while SENT */
+  guint8    state;    /* SlotState */
+  guint8    deaths;   /* workers that died holding it */
+} Slot;
+
+typedef struct
+{
+  FmMap       *map;        /* unowned: the map joins this reader before it goes */
+  guint        id;
+  GSubprocess *process;    /* owned */
+  int          fd;         /* our end of the socketpair */
+  GThread     *reader;     /* owned, joined by the map */
+  GPid         pid;
+  guint        threads;    /* this worker's share of threads-limit, 0: none */
+  guint32      credit;     /* tasks it wants to hold, G_MAXUINT32: no limit */
+  guint        outstanding;
+  gboolean     said_hello;
+  gboolean     swap;       /* its byte order is not ours */
+  gboolean     dead;
+} Proc;
+
+struct _FmMap
+{
+  GObject       parent_instance;
+
+  /* Immutable after construction. */
+  FmMapConfig   config;           /* argv and envp_extra owned */
+  GMainContext *context;          /* owned: where signals are emitted */
+  GSource      *signal_source;    /* owned */
+  GCancellable *cancellable;      /* owned */
+  gulong        cancelled_id;
+
+  GMutex        lock;             /* guards everything below */
+  GCond         cond;             /* signalled when a waiter may go on */
+
+  Slot         *slots;            /* the ring */
+  guint64       mask;             /* ring size - 1 */
+  guint64       base;             /* lowest index not yet delivered */
+  guint64       dispatch_next;    /* next index never dispatched */
+  guint64       next_index;       /* next index to give an input task */
+  guint64       n_delivered;
+  GQueue        pending;          /* GVariant*: tasks [dispatch_next, next_index) */
+  GArray       *retry;            /* guint64: indexes in SLOT_RETRY */
+  guint64      *done_queue;       /* unordered: DONE indexes, a ring */
+  guint64       done_head;
+  guint64       done_len;
+
+  GPtrArray    *procs;            /* Proc*, the current one of each id */
+  GPtrArray    *retired;          /* Proc*, replaced ones, freed at the end */
+  guint         rr;               /* where the next dispatch scan starts */
+
+  FmSourceFunc  source_func;
+  gpointer      source_data;
+  GDestroyNotify source_destroy;
+  gboolean      pulling;          /* a thread is inside source_func */
+
+  GError       *fatal;            /* the error that ended the map */
+  gboolean      fatal_reported;
+  gboolean      input_closed;
+  gboolean      stopping;         /* workers are being ended */
+  gboolean      pull_mode;        /* next() or next_async() was called */
+  gboolean      finished_emitted;
+  guint         n_waiting;        /* threads in g_cond_wait() */
+  GQueue        async_waiters;    /* GTask* of next_async() */
+};
+
+G_DEFINE_FINAL_TYPE (FmMap, fm_map, G_TYPE_OBJECT)
+
+enum {
+  RESULT,
+  TASK_FAILED,
+  FINISHED,
+  N_SIGNALS
+};
+
+static guint signals [N_SIGNALS];
+
+static void   proc_start            (FmMap *self, guint id, GError **error);
+static void   wake_locked           (FmMap *self);
+static void   dispatch_locked       (FmMap *self);
+
+static inline Slot *
+slot_at (FmMap   *self,
+         guint64  index)
+{
+  return &self->slots[index & self->mask];
+}
+
+static void
+slot_clear (Slot *s)
+{
+  g_clear_pointer (&s->task, g_variant_unref);
+  g_clear_pointer (&s->value, g_variant_unref);
+  g_clear_error (&s->error);
+  s->state = SLOT_FREE;
+  s->deaths = 0;
+}
+
+/* ---- ending workers ---------------------------------------------- */
+
+static void
+proc_free (Proc *p)
+{
+  if (p->fd >= 0)
+    close (p->fd);
+  g_clear_object (&p->process);
+  g_free (p);
+}
+
+/* Ends every worker: closing our end is the end of its input, and a
+ * worker exits at that. @kill is for the cases where nobody wants what
+ * the workers are doing: it does not wait for them to notice. */
+static void
+stop_workers_locked (FmMap    *self,
+                     gboolean  kill)
+{
+  self->stopping = TRUE;
+  for (guint i = 0; i < self->procs->len; i++)
+    {
+      Proc *p = g_ptr_array_index (self->procs, i);
+
+      if (p == NULL || p->dead)
+        continue;
+      if (kill && p->process != NULL)
+        g_subprocess_force_exit (p->process);
+      shutdown (p->fd, SHUT_RDWR);
+    }
+}
+
+static void
+set_fatal_locked (FmMap  *self,
+                  GError *error)
+{
+  if (self->fatal != NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+  self->fatal = error;
+  stop_workers_locked (self, TRUE);
+  wake_locked (self);
+}
+
+static gboolean
+finished_locked (FmMap *self)
+{
+  return self->input_closed && self->n_delivered == self->next_index;
+}
+
+/* ---- waking the consumer ----------------------------------------- */
+
+static gboolean
+ready_locked (FmMap *self)
+{
+  if (self->fatal != NULL || finished_locked (self))
+    return TRUE;
+  if (self->config.ordered)
+    return self->base < self->dispatch_next && slot_at (self, self->base)->state == SLOT_DONE;
+  return self->done_len > 0;
+}
+
+static gboolean retry_async (gpointer data);
+
+static void
+wake_locked (FmMap *self)
+{
+  if (self->n_waiting > 0)
+    g_cond_broadcast (&self->cond);
+
+  while (self->async_waiters.length > 0)
+    {
+      GTask *task = g_queue_pop_head (&self->async_waiters);
+
+      g_main_context_invoke_full (g_task_get_context (task), G_PRIORITY_DEFAULT,
+                                  retry_async, task, NULL);
+    }
+
+  if (!self->pull_mode && self->signal_source != NULL)
+    g_source_set_ready_time (self->signal_source, 0);
+}
+
+/* ---- taking results ---------------------------------------------- */
+
+static void
+complete_slot_locked (FmMap    *self,
+                      guint64   index,
+                      GVariant *value,
+                      GError   *error)
+{
+  Slot *s = slot_at (self, index);
+
+  g_clear_pointer (&s->task, g_variant_unref);
+  s->value = value;
+  s->error = error;
+  s->state = SLOT_DONE;
+  if (!self->config.ordered)
+    {
+      self->done_queue[(self->done_head + self->done_len) & self->mask] = index;
+      self->done_len++;
+    }
+}
+
+/* Hands over the next result, if there is one. */
+static gboolean
+take_ready_locked (FmMap     *self,
+                   guint64   *index,
+                   GVariant **value,
+                   GError   **error)
+{
+  guint64 i;
+  Slot *s;
+
+  if (self->config.ordered)
+    {
+      if (self->base == self->dispatch_next)
+        return FALSE;
+      i = self->base;
+      s = slot_at (self, i);
+      if (s->state != SLOT_DONE)
+        return FALSE;
+    }
+  else
+    {
+      if (self->done_len == 0)
+        return FALSE;
+      i = self->done_queue[self->done_head & self->mask];
+      self->done_head++;
+      self->done_len--;
+      s = slot_at (self, i);
+    }
+
+  *index = i;
+  *value = g_steal_pointer (&s->value);
+  *error = g_steal_pointer (&s->error);
+  s->state = SLOT_DELIVERED;
+  self->n_delivered++;
+
+  while (self->base < self->dispatch_next &&
+         slot_at (self, self->base)->state == SLOT_DELIVERED)
+    {
+      slot_at (self, self->base)->state = SLOT_FREE;
+      self->base++;
+    }
+  return TRUE;
+}
+
+/* ---- the input ----------------------------------------------------- */
+
+static guint64
+room_locked (FmMap *self)
+{
+  guint64 held = self->next_index - self->n_delivered;
+
+  return held >= self->config.max_in_flight ? 0 : self->config.max_in_flight - held;
+}
+
+static void
+add_task_locked (FmMap    *self,
+                 GVariant *task)
+{
+  g_queue_push_tail (&self->pending, task);
+  self->next_index++;
+}
+
+/* Pulls the source while there is room. Called on the consumer's side
+ * only; drops the lock around the user's function. */
+static void
+fill_locked (FmMap *self)
+{
+  while (self->source_func != NULL && !self->input_closed && !self->pulling &&
+         self->fatal == NULL && room_locked (self) > 0)
+    {
+      g_autoptr(GError) error = NULL;
+      GVariant *task;
+
+      self->pulling = TRUE;
+      g_mutex_unlock (&self->lock);
+      task = self->source_func (self->source_data, &error);
+      g_mutex_lock (&self->lock);
+      self->pulling = FALSE;
+
+      if (task != NULL)
+        {
+          add_task_locked (self, g_variant_ref_sink (task));
+          continue;
+        }
+      self->input_closed = TRUE;
+      if (error != NULL)
+        {
+          g_prefix_error (&error, "The source of tasks failed: ");
+          set_fatal_locked (self, g_steal_pointer (&error));
+        }
+      wake_locked (self);
+    }
+  dispatch_locked (self);
+}
+
+/* ---- dispatch ------------------------------------------------------ */
+
+static guint64
+proc_room (Proc *p)
+{
+  if (p->dead || p->outstanding >= p->credit)
+    return 0;
+  return p->credit - p->outstanding;
+}
+
+static gboolean
+next_task_locked (FmMap     *self,
+                  guint64   *index,
+                  GVariant **task)
+{
+  Slot *s;
+
+  if (self->retry->len > 0)
+    {
+      /* Oldest first: in order, the consumer waits for it. Retries are
+       * rare, so the cost of removing from the front does not matter. */
+      *index = g_array_index (self->retry, guint64, 0);
+      g_array_remove_index (self->retry, 0);
+      s = slot_at (self, *index);
+    }
+  else
+    {
+      if (self->pending.length == 0 ||
+          self->dispatch_next >= self->base + self->config.max_in_flight)
+        return FALSE;
+      *index = self->dispatch_next++;
+      s = slot_at (self, *index);
+      g_assert (s->state == SLOT_FREE);
+      s->task = g_queue_pop_head (&self->pending);
+    }
+  *task = s->task;
+  return TRUE;
+}
+
+static void
+fail_task_locked (FmMap   *self,
+                  guint64  index,
+                  GError  *error)
+{
+  complete_slot_locked (self, index, NULL, error);
+}
+
+/* Sends up to @n tasks to @p, in frames of one value type each. */
+static void
+send_batch_locked (FmMap *self,
+                   Proc  *p,
+                   guint  n)
+{
+  guint64 indexes[256];
+  GVariant *values[256];
+  guint count = 0, sent = 0;
+  gsize bytes = 0;
+  guint64 index;
+  GVariant *task;
+
+  while (sent < n && next_task_locked (self, &index, &task))
+    {
+      gsize size = g_variant_get_size (task);
+      Slot *s = slot_at (self, index);
+
+      if (size > MAX_BATCH_BYTES)
+        {
+          fail_task_locked (self, index,
+                            g_error_new (FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                                         "Task %" G_GUINT64_FORMAT " is %" G_GSIZE_FORMAT
+                                         " bytes, more than the limit of %u",
+                                         index, size, MAX_BATCH_BYTES));
+          continue;
+        }
+      if (count > 0 &&
+          (count == G_N_ELEMENTS (values) || bytes + size > MAX_BATCH_BYTES ||
+           !g_str_equal (g_variant_get_type_string (values[0]), g_variant_get_type_string (task))))
+        {
+          /* A failed write is a dead worker: its reader requeues these. */
+          fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL);
+          count = 0;
+          bytes = 0;
+        }
+      s->state = SLOT_SENT;
+      s->worker = p->id;
+      p->outstanding++;
+      indexes[count] = index;
+      values[count++] = task;
+      bytes += size;
+      sent++;
+    }
+  if (count > 0)
+    fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL);
+}
+
+static void
+dispatch_locked (FmMap *self)
+{
+  if (self->fatal != NULL || self->stopping)
+    return;
+
+  for (;;)
+    {
+      guint64 window_end = self->base + self->config.max_in_flight;
+      guint64 fresh = MIN (self->pending.length,
+                           window_end > self->dispatch_next ? window_end - self->dispatch_next : 0);
+      guint64 total = self->retry->len + fresh;
+      guint n_procs = self->procs->len;
+      guint with_room = 0;
+      Proc *best = NULL;
+
+      if (total == 0)
+        return;
+
+      for (guint k = 0; k < n_procs; k++)
+        {
+          Proc *p = g_ptr_array_index (self->procs, (self->rr + k) % n_procs);
+
+          if (p == NULL || proc_room (p) == 0)
+            continue;
+          with_room++;
+          if (best == NULL || proc_room (p) > proc_room (best))
+            best = p;
+        }
+      if (best == NULL)
+        return;
+
+      self->rr = (best->id + 1) % n_procs;
+      send_batch_locked (self, best,
+                         MIN (MIN ((total + with_room - 1) / with_room, proc_room (best)),
+                              MAX_BATCH));
+    }
+}
+
+/* ---- reading a worker ---------------------------------------------- */
+
+static gboolean
+apply_results_locked (FmMap       *self,
+                      Proc        *p,
+                      FmWireBatch *batch,
+                      GError     **error)
+{
+  for (guint i = 0; i < batch->count; i++)
+    {
+      guint64 index = fm_wire_batch_index (batch, i);
+      Slot *s = slot_at (self, index);
+
+      if (index < self->base || index >= self->dispatch_next ||
+          s->state != SLOT_SENT || s->worker != p->id)
+        {
+          g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                       "Worker %u sent a result for task %" G_GUINT64_FORMAT
+                       ", which it does not hold", p->id, index);
+          return FALSE;
+        }
+      p->outstanding--;
+      complete_slot_locked (self, index, g_variant_get_child_value (batch->values, i), NULL);
+    }
+  p->credit = MAX (batch->credit, 1);
+  return TRUE;
+}
+
+static gboolean
+apply_error_locked (FmMap    *self,
+                    Proc     *p,
+                    guint64   index,
+                    GError   *task_error,
+                    GError  **error)
+{
+  Slot *s = slot_at (self, index);
+
+  if (index < self->base || index >= self->dispatch_next ||
+      s->state != SLOT_SENT || s->worker != p->id)
+    {
+      g_error_free (task_error);
+      g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                   "Worker %u sent an error for task %" G_GUINT64_FORMAT
+                   ", which it does not hold", p->id, index);
+      return FALSE;
+    }
+  p->outstanding--;
+  complete_slot_locked (self, index, NULL, task_error);
+  return TRUE;
+}
+
+static gboolean
+handle_frame (FmMap   *self,
+              Proc    *p,
+              guint8   kind,
+              GBytes  *payload,
+              GError **error)
+{
+  FmWireBatch batch = { 0 };
+  GError *task_error = NULL;
+  FmWireHello hello;
+  guint64 index;
+  gboolean ok;
+
+  if (!p->said_hello && kind != FM_FRAME_HELLO)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                   "Worker %u spoke before it said hello", p->id);
+      return FALSE;
+    }
+
+  switch (kind)
+    {
+    case FM_FRAME_HELLO:
+      if (p->said_hello)
+        {
+          g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL, "Worker %u said hello twice", p->id);
+          return FALSE;
+        }
+      if (!fm_wire_parse_hello (payload, &hello, error))
+        return FALSE;
+      g_mutex_lock (&self->lock);
+      p->said_hello = TRUE;
+      p->swap = hello.byte_order != G_BYTE_ORDER;
+      g_mutex_unlock (&self->lock);
+      return TRUE;
+
+    case FM_FRAME_RESULTS:
+      if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
+        return FALSE;
+      g_mutex_lock (&self->lock);
+      ok = apply_results_locked (self, p, &batch, error);
+      break;
+
+    case FM_FRAME_ERROR:
+      if (!fm_wire_parse_error (payload, p->swap, &index, &task_error, error))
+        return FALSE;
+      g_mutex_lock (&self->lock);
+      ok = apply_error_locked (self, p, index, task_error, error);
+      break;
+
+    default:
+      g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                   "Worker %u sent a frame of kind %u, which only a parent sends",
+                   p->id, kind);
+      return FALSE;
+    }
+
+  dispatch_locked (self);
+  if (ready_locked (self))
+    wake_locked (self);
+  g_mutex_unlock (&self->lock);
+  fm_wire_batch_clear (&batch);
+  return ok;
+}
+
+static char *
+describe_exit (Proc *p)
+{
+  int status;
+
+  /* The worker closed its stream; make sure it is gone, then ask why. */
+  g_subprocess_force_exit (p->process);
+  g_subprocess_wait (p->process, NULL, NULL);
+  status = g_subprocess_get_status (p->process);
+
+  if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
+    return g_strdup_printf ("worker %u (pid %d) was killed by signal %d (%s)",
+                            p->id, p->pid, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  if (WIFSIGNALED (status))
+    return g_strdup_printf ("worker %u (pid %d) was killed by signal %d (%s) or closed its stream",
+                            p->id, p->pid, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  return g_strdup_printf ("worker %u (pid %d) exited with status %d",
+                          p->id, p->pid, WEXITSTATUS (status));
+}
+
+/* Runs again, elsewhere, what a dead worker held. */
+static void
+requeue_locked (FmMap      *self,
+                Proc       *p,
+                const char *why)
+{
+  for (guint64 i = self->base; i < self->dispatch_next; i++)
+    {
+      Slot *s = slot_at (self, i);
+
+      if (s->state != SLOT_SENT || s->worker != p->id)
+        continue;
+      if (p->said_hello && ++s->deaths > self->config.max_retries)
+        {
+          fail_task_locked (self, i,
+                            g_error_new (FM_ERROR, FM_ERROR_WORKER_DIED,
+                                         "Task %" G_GUINT64_FORMAT " was held by %u workers that died; the last: %s",
+                                         i, (guint) s->deaths, why));
+          continue;
+        }
+      s->state = SLOT_RETRY;
+      g_array_append_val (self->retry, i);
+    }
+  p->outstanding = 0;
+}
+
+static guint
+n_live_locked (FmMap *self)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < self->procs->len; i++)
+    {
+      Proc *p = g_ptr_array_index (self->procs, i);
+
+      n += p != NULL && !p->dead;
+    }
+  return n;
+}
+
+static void
+handle_death (FmMap  *self,
+              Proc   *p,
+              GError *error)
+{
+  g_autofree char *why = describe_exit (p);
+  g_autoptr(GError) spawn_error = NULL;
+
+  if (error != NULL)
+    {
+      char *tmp = g_strdup_printf ("%s (%s)", why, error->message);
+
+      g_free (why);
+      why = tmp;
+    }
+
+  g_mutex_lock (&self->lock);
+  p->dead = TRUE;
+  g_debug ("%s%s", why, self->stopping ? " (the map is ending)" : "");
+  if (!self->stopping)
+    {
+      requeue_locked (self, p, why);
+      /* A worker that died after its hello is replaced; one that could
+       * not even start would only fail again. */
+      if (p->said_hello)
+        proc_start (self, p->id, &spawn_error);
+      if (n_live_locked (self) == 0)
+        set_fatal_locked (self,
+                          g_error_new (FM_ERROR, FM_ERROR_WORKER_FAILED,
+                                       "No worker is left: %s%s%s", why,
+                                       spawn_error ? "; " : "",
+                                       spawn_error ? spawn_error->message : ""));
+      dispatch_locked (self);
+      wake_locked (self);
+    }
+  g_mutex_unlock (&self->lock);
+}
+
+static gpointer
+reader_thread (gpointer data)
+{
+  Proc *p = data;
+  FmMap *self = p->map;
+  g_autoptr(GError) error = NULL;
+
+  for (;;)
+    {
+      g_autoptr(GBytes) payload = NULL;
+      guint8 kind;
+      int r = fm_wire_read_frame (p->fd, &kind, &payload, &error);
+
+      if (r <= 0 || !handle_frame (self, p, kind, payload, &error))
+        break;
+    }
+
+  handle_death (self, p, error);
+  return NULL;
+}
+
+/* ---- starting workers ---------------------------------------------- */
+
+static guint
+threads_share (FmMap *self,
+               guint  id)
+{
+  guint limit = self->config.threads_limit, n = self->config.n_processes;
+
+  if (limit == 0)
+    return 0;
+  return limit / n + (id < limit % n ? 1 : 0);
+}
+
+/* Starts worker @id, replacing the one there was. Called with the lock
+ * held (or before any thread runs). */
+static void
+proc_start (FmMap   *self,
+            guint    id,
+            GError **error)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) local_error = NULL;
+  FmWireConfig config;
+  Proc *p, *old;
+  int sv[2];
+
+  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                   "Could not make a socket for a worker: %s", g_strerror (errsv));
+      return;
+    }
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_take_stdin_fd (launcher, sv[1]);
+  g_subprocess_launcher_take_stdout_fd (launcher, fcntl (sv[1], F_DUPFD_CLOEXEC, 3));
+  for (char **e = self->config.envp_extra; e != NULL && *e != NULL; e++)
+    {
+      g_auto(GStrv) kv = g_strsplit (*e, "=", 2);
+
+      g_subprocess_launcher_setenv (launcher, kv[0], kv[1] ? kv[1] : "", TRUE);
+    }
+
+  p = g_new0 (Proc, 1);
+  p->map = self;
+  p->id = id;
+  p->fd = sv[0];
+  p->threads = threads_share (self, id);
+  p->credit = p->threads > 0 ? p->threads * 2 : G_MAXUINT32;
+  p->process = g_subprocess_launcher_spawnv (launcher,
+                                             (const char * const *) self->config.argv,
+                                             &local_error);
+  if (p->process == NULL)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                   "Could not start worker “%s”: %s",
+                   self->config.argv[0], local_error->message);
+      proc_free (p);
+      return;
+    }
+  p->pid = atoi (g_subprocess_get_identifier (p->process));
+
+  config.threads = p->threads;
+  config.byte_order = G_BYTE_ORDER;
+  /* A worker that is already gone is noticed by its reader. */
+  fm_wire_write_config (p->fd, &config, NULL);
+
+  old = g_ptr_array_index (self->procs, id);
+  if (old != NULL)
+    g_ptr_array_add (self->retired, old);
+  g_ptr_array_index (self->procs, id) = p;
+  p->reader = g_thread_new ("fm-reader", reader_thread, p);
+}
+
+/* ---- the object ---------------------------------------------------- */
+
+static void
+join_readers (FmMap *self)
+{
+  GPtrArray *all = g_ptr_array_new ();
+
+  g_mutex_lock (&self->lock);
+  stop_workers_locked (self, TRUE);
+  g_mutex_unlock (&self->lock);
+
+  /* A reader that notices a death may replace its worker, so look again
+   * after each join; once stopping is set no reader starts another. */
+  for (;;)
+    {
+      GThread *t = NULL;
+
+      g_mutex_lock (&self->lock);
+      for (guint i = 0; i < self->procs->len && t == NULL; i++)
+        {
+          Proc *p = g_ptr_array_index (self->procs, i);
+
+          if (p != NULL && p->reader != NULL)
+            t = g_steal_pointer (&p->reader);
+        }
+      for (guint i = 0; i < self->retired->len && t == NULL; i++)
+        {
+          Proc *p = g_ptr_array_index (self->retired, i);
+
+          if (p->reader != NULL)
+            t = g_steal_pointer (&p->reader);
+        }
+      g_mutex_unlock (&self->lock);
+      if (t == NULL)
+        break;
+      g_ptr_array_add (all, t);
+      g_thread_join (t);
+    }
+  g_ptr_array_free (all, TRUE);
+}
+
+static void
+fm_map_dispose (GObject *object)
+{
+  FmMap *self = FM_MAP (object);
+
+  if (self->cancelled_id != 0)
+    g_cancellable_disconnect (self->cancellable, self->cancelled_id);
+  self->cancelled_id = 0;
+
+  if (self->signal_source != NULL)
+    {
+      g_source_destroy (self->signal_source);
+      g_clear_pointer (&self->signal_source, g_source_unref);
+    }
+
+  join_readers (self);
+
+  if (self->source_destroy != NULL)
+    self->source_destroy (self->source_data);
+  self->source_func = NULL;
+  self->source_destroy = NULL;
+
+  G_OBJECT_CLASS (fm_map_parent_class)->dispose (object);
+}
+
+static void
+fm_map_finalize (GObject *object)
+{
+  FmMap *self = FM_MAP (object);
+
+  for (guint64 i = 0; i <= self->mask; i++)
+    slot_clear (&self->slots[i]);
+  g_free (self->slots);
+  g_free (self->done_queue);
+  g_queue_clear_full (&self->pending, (GDestroyNotify) g_variant_unref);
+  g_array_unref (self->retry);
+  g_ptr_array_unref (self->procs);
+  g_ptr_array_unref (self->retired);
+  g_clear_error (&self->fatal);
+  g_clear_object (&self->cancellable);
+  g_clear_pointer (&self->context, g_main_context_unref);
+  g_strfreev (self->config.argv);
+  g_strfreev (self->config.envp_extra);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+
+  G_OBJECT_CLASS (fm_map_parent_class)->finalize (object);
+}
+
+static void
+fm_map_class_init (FmMapClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = fm_map_dispose;
+  object_class->finalize = fm_map_finalize;
+
+  /**
+   * FmMap::result:
+   * @map: the #FmMap
+   * @index: the index of the task, counted from 0 in input order
+   * @value: the result
+   *
+   * Emitted for each task that succeeded, in input order unless
+   * #FmMapper:ordered is %FALSE, in the thread-default main context of
+   * the thread that created @map. See the section on #FmMap for when
+   * signals are emitted.
+   */
+  signals [RESULT] =
+    g_signal_new ("result", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_VARIANT);
+
+  /**
+   * FmMap::task-failed:
+   * @map: the #FmMap
+   * @index: the index of the task, counted from 0 in input order
+   * @error: why it failed: the function's own error, domain and code
+   *   kept, or one in the %FM_ERROR domain
+   *
+   * Emitted, in the place of #FmMap::result, for each task that failed,
+   * in the same order and main context.
+   */
+  signals [TASK_FAILED] =
+    g_signal_new ("task-failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 2, G_TYPE_UINT64, G_TYPE_ERROR);
+
+  /**
+   * FmMap::finished:
+   * @map: the #FmMap
+   * @error: (nullable): %NULL when every result was given, or the error
+   *   that ended the map early
+   *
+   * Emitted once, after the last #FmMap::result or #FmMap::task-failed,
+   * in the thread-default main context of the thread that created @map.
+   */
+  signals [FINISHED] =
+    g_signal_new ("finished", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, G_TYPE_ERROR);
+}
+
+static void
+fm_map_init (FmMap *self)
+{
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  g_queue_init (&self->pending);
+  g_queue_init (&self->async_waiters);
+  self->retry = g_array_new (FALSE, FALSE, sizeof (guint64));
+  self->procs = g_ptr_array_new_with_free_func ((GDestroyNotify) proc_free);
+  self->retired = g_ptr_array_new_with_free_func ((GDestroyNotify) proc_free);
+}
+
+/* ---- signals ------------------------------------------------------- */
+
+static gboolean
+has_signal_handlers (FmMap *self)
+{
+  for (guint i = 0; i < N_SIGNALS; i++)
+    if (g_signal_has_handler_pending (self, signals[i], 0, TRUE))
+      return TRUE;
+  return FALSE;
+}
+
+#define SIGNALS_PER_DISPATCH 1024
+
+static gboolean
+emit_signals (FmMap *self)
+{
+  g_autoptr(GError) end_error = NULL;
+  gboolean emit_finished = FALSE;
+  guint emitted = 0;
+
+  g_mutex_lock (&self->lock);
+  for (;;)
+    {
+      g_autoptr(GVariant) value = NULL;
+      g_autoptr(GError) error = NULL;
+      guint64 index;
+
+      if (self->pull_mode || self->finished_emitted)
+        break;
+      fill_locked (self);
+      if (emitted == SIGNALS_PER_DISPATCH)
+        {
+          g_source_set_ready_time (self->signal_source, 0);
+          break;
+        }
+      if (take_ready_locked (self, &index, &value, &error))
+        {
+          dispatch_locked (self);
+          g_mutex_unlock (&self->lock);
+          if (value != NULL)
+            g_signal_emit (self, signals[RESULT], 0, index, value);
+          else
+            g_signal_emit (self, signals[TASK_FAILED], 0, index, error);
+          emitted++;
+          g_mutex_lock (&self->lock);
+          continue;
+        }
+      if (self->fatal != NULL || finished_locked (self))
+        {
+          self->finished_emitted = TRUE;
+          self->fatal_reported = TRUE;
+          end_error = self->fatal ? g_error_copy (self->fatal) : NULL;
+          emit_finished = TRUE;
+          stop_workers_locked (self, FALSE);
+        }
+      break;
+    }
+  g_mutex_unlock (&self->lock);
+
+  if (emit_finished)
+    g_signal_emit (self, signals[FINISHED], 0, end_error);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+signal_source_dispatch (GSource     *source,
+                        GSourceFunc  callback,
+                        gpointer     user_data)
+{
+  GWeakRef *weak = user_data;
+  g_autoptr(FmMap) self = g_weak_ref_get (weak);
+
+  g_source_set_ready_time (source, -1);
+  if (self == NULL || !has_signal_handlers (self))
+    return G_SOURCE_CONTINUE;
+  return emit_signals (self);
+}
+
+static void
+weak_ref_free (gpointer data)
+{
+  g_weak_ref_clear (data);
+  g_free (data);
+}
+
+static GSourceFuncs signal_source_funcs = {
+  .dispatch = signal_source_dispatch,
+};
+
+static void
+attach_signal_source (FmMap *self)
+{
+  GWeakRef *weak = g_new0 (GWeakRef, 1);
+
+  g_weak_ref_init (weak, self);
+  self->signal_source = g_source_new (&signal_source_funcs, sizeof (GSource));
+  g_source_set_static_name (self->signal_source, "[fastmap] FmMap signals");
+  g_source_set_callback (self->signal_source, NULL, weak, weak_ref_free);
+  g_source_set_ready_time (self->signal_source, 0);
+  g_source_attach (self->signal_source, self->context);
+}
+
+/* ---- construction -------------------------------------------------- */
+
+static void
+on_cancelled (GCancellable *cancellable,
+              gpointer      data)
+{
+  FmMap *self = data;
+
+  g_mutex_lock (&self->lock);
+  set_fatal_locked (self, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                               "The map was cancelled"));
+  g_mutex_unlock (&self->lock);
+}
+
+FmMap *
+_fm_map_new (const FmMapConfig *config,
+             GCancellable      *cancellable)
+{
+  FmMap *self = g_object_new (FM_TYPE_MAP, NULL);
+  g_autoptr(GError) error = NULL;
+  guint64 size = 1;
+
+  self->config = *config;
+  self->config.argv = g_strdupv (config->argv);
+  self->config.envp_extra = g_strdupv (config->envp_extra);
+
+  while (size < config->max_in_flight)
+    size <<= 1;
+  self->mask = size - 1;
+  self->slots = g_new0 (Slot, size);
+  if (!config->ordered)
+    self->done_queue = g_new (guint64, size);
+
+  self->context = g_main_context_ref_thread_default ();
+  attach_signal_source (self);
+
+  g_mutex_lock (&self->lock);
+  g_ptr_array_set_size (self->procs, config->n_processes);
+  for (guint i = 0; i < config->n_processes && error == NULL; i++)
+    proc_start (self, i, &error);
+  if (error != NULL)
+    set_fatal_locked (self, g_steal_pointer (&error));
+  g_mutex_unlock (&self->lock);
+
+  if (cancellable != NULL)
+    {
+      self->cancellable = g_object_ref (cancellable);
+      self->cancelled_id = g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled),
+                                                  self, NULL);
+    }
+  return self;
+}
+
+/* ---- the public API ------------------------------------------------ */
+
+/**
+ * fm_map_push:
+ * @self: an #FmMap
+ * @task: the next task; a floating reference is sunk
+ *
+ * Adds a task at the end of the input; its index is the number of tasks
+ * given before it. It may be called from any thread, but not after
+ * fm_map_close() nor on a map that has a source.
+ *
+ * Pushing never blocks: tasks beyond #FmMapper:max-in-flight wait in the
+ * map. To bound memory with an input of unknown length, use
+ * fm_map_set_source().
+ */
+void
+fm_map_push (FmMap    *self,
+             GVariant *task)
+{
+  guint64 at_workers;
+
+  g_return_if_fail (FM_IS_MAP (self));
+  g_return_if_fail (task != NULL);
+
+  g_variant_ref_sink (task);
+  g_mutex_lock (&self->lock);
+  if (self->input_closed || self->source_func != NULL)
+    {
+      g_mutex_unlock (&self->lock);
+      g_variant_unref (task);
+      g_critical ("fm_map_push: the map's input is %s",
+                  self->source_func ? "a source" : "closed");
+      return;
+    }
+  add_task_locked (self, task);
+  at_workers = self->dispatch_next - self->n_delivered;
+  if (self->pending.length >= PUSH_BATCH ||
+      at_workers < PUSH_EAGER * self->procs->len)
+    dispatch_locked (self);
+  g_mutex_unlock (&self->lock);
+}
+
+/**
+ * fm_map_close:
+ * @self: an #FmMap
+ *
+ * Ends the input of a map fed with fm_map_push(): once the results of
+ * the tasks pushed so far are taken, the map is finished and its worker
+ * processes exit. It may be called from any thread.
+ */
+void
+fm_map_close (FmMap *self)
+{
+  g_return_if_fail (FM_IS_MAP (self));
+
+  g_mutex_lock (&self->lock);
+  self->input_closed = TRUE;
+  dispatch_locked (self);
+  wake_locked (self);
+  g_mutex_unlock (&self->lock);
+}
+
+/**
+ * fm_map_set_source:
+ * @self: an #FmMap
+ * @func: (scope notified) (closure user_data) (destroy destroy): the source of tasks
+ * @user_data: data for @func
+ * @destroy: (nullable): frees @user_data when the map no longer needs it
+ *
+ * Feeds the map lazily: @func gives the next task each time it is
+ * called, and %NULL at the end of the input. The map calls it only
+ * while it has room (see #FmMapper:max-in-flight), so an endless source
+ * runs in bounded memory, and only on the consumer's side: in the
+ * thread that calls fm_map_next(), in the thread-default main context of
+ * the caller of fm_map_next_async(), or in the main context of the map's
+ * signals. @func is never called from two threads at once.
+ *
+ * Call it once, before taking results, on a map that no task was pushed
+ * to.
+ */
+void
+fm_map_set_source (FmMap          *self,
+                   FmSourceFunc    func,
+                   gpointer        user_data,
+                   GDestroyNotify  destroy)
+{
+  g_return_if_fail (FM_IS_MAP (self));
+  g_return_if_fail (func != NULL);
+
+  g_mutex_lock (&self->lock);
+  if (self->source_func != NULL || self->next_index > 0 || self->input_closed)
+    {
+      g_mutex_unlock (&self->lock);
+      g_critical ("fm_map_set_source: the map already has its input");
+      if (destroy != NULL)
+        destroy (user_data);
+      return;
+    }
+  self->source_func = func;
+  self->source_data = user_data;
+  self->source_destroy = destroy;
+  if (!self->pull_mode)
+    wake_locked (self);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Gives the next result, the error that ended the map, or the end.
+ * Returns FALSE when the caller must wait. */
+static gboolean
+next_locked (FmMap     *self,
+             guint64   *index,
+             GVariant **value,
+             GError   **error)
+{
+  *value = NULL;
+  *error = NULL;
+  *index = self->base;
+
+  fill_locked (self);
+  if (take_ready_locked (self, index, value, error))
+    {
+      fill_locked (self);
+      return TRUE;
+    }
+  if (self->fatal != NULL)
+    {
+      if (!self->fatal_reported)
+        *error = g_error_copy (self->fatal);
+      self->fatal_reported = TRUE;
+      return TRUE;
+    }
+  if (finished_locked (self))
+    {
+      stop_workers_locked (self, FALSE);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+/**
+ * fm_map_next:
+ * @self: an #FmMap
+ * @index: (out) (optional): the index of the task the result belongs to
+ * @error: return location for the task's error
+ *
+ * Takes the next result, blocking the calling thread until there is one.
+ * Results come in input order, each as soon as it and all before it are
+ * done, unless #FmMapper:ordered is %FALSE.
+ *
+ * At the end of the results this returns %NULL and sets no error. For a
+ * task that failed, it returns %NULL with that task's error and its
+ * index, and the next call goes on with the next result. If the whole
+ * map failed (no worker could start, its source failed, it was
+ * cancelled: %G_IO_ERROR_CANCELLED), it returns %NULL with that error
+ * once, @index then being the first result not given, and the end after.
+ *
+ * If the map has a source, this pulls it, in this thread.
+ *
+ * Returns: (transfer full) (nullable): the next result, or %NULL
+ */
+GVariant *
+fm_map_next (FmMap    *self,
+             guint64  *index,
+             GError  **error)
+{
+  GVariant *value;
+  GError *task_error;
+  guint64 i;
+
+  g_return_val_if_fail (FM_IS_MAP (self), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  g_mutex_lock (&self->lock);
+  self->pull_mode = TRUE;
+  while (!next_locked (self, &i, &value, &task_error))
+    {
+      self->n_waiting++;
+      g_cond_wait (&self->cond, &self->lock);
+      self->n_waiting--;
+    }
+  g_mutex_unlock (&self->lock);
+
+  if (index != NULL)
+    *index = i;
+  if (task_error != NULL)
+    g_propagate_error (error, task_error);
+  return value;
+}
+
+typedef struct
+{
+  guint64   index;
+  GVariant *value;
+  GError   *error;
+} NextResult;
+
+static void
+next_result_free (gpointer data)
+{
+  NextResult *r = data;
+
+  g_clear_pointer (&r->value, g_variant_unref);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+/* Runs in the task's context: tries again to give it a result. */
+static gboolean
+retry_async (gpointer data)
+{
+  g_autoptr(GTask) task = data;
+  FmMap *self = g_task_get_source_object (task);
+  NextResult r;
+
+  if (g_task_return_error_if_cancelled (task))
+    return G_SOURCE_REMOVE;
+
+  g_mutex_lock (&self->lock);
+  if (!next_locked (self, &r.index, &r.value, &r.error))
+    {
+      g_queue_push_tail (&self->async_waiters, g_steal_pointer (&task));
+      g_mutex_unlock (&self->lock);
+      return G_SOURCE_REMOVE;
+    }
+  g_mutex_unlock (&self->lock);
+
+  g_task_return_pointer (task, g_memdup2 (&r, sizeof r), next_result_free);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_next_cancelled (GCancellable *cancellable,
+                   gpointer      data)
+{
+  FmMap *self = data;
+
+  g_mutex_lock (&self->lock);
+  wake_locked (self);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Wakes the waiters when the wait of one of them is cancelled; the task
+ * (which holds the map) disconnects it when it goes. */
+typedef struct
+{
+  GCancellable *cancellable;
+  gulong        id;
+} CancelHook;
+
+static void
+cancel_hook_free (gpointer data)
+{
+  CancelHook *hook = data;
+
+  g_cancellable_disconnect (hook->cancellable, hook->id);
+  g_object_unref (hook->cancellable);
+  g_free (hook);
+}
+
+/**
+ * fm_map_next_async:
+ * @self: an #FmMap
+ * @cancellable: (nullable): a #GCancellable to stop waiting, or %NULL
+ * @callback: (scope async): called when the next result is there
+ * @user_data: (closure): data for @callback
+ *
+ * Takes the next result without blocking. @callback runs in the
+ * thread-default main context of the caller; it calls
+ * fm_map_next_finish(), which gives what fm_map_next() would have. A
+ * source, if the map has one, is pulled in that context.
+ *
+ * Call it again only after the previous call finished. Cancelling
+ * @cancellable stops this wait only (the map goes on, and no result is
+ * lost); to end the map, cancel the #GCancellable given to
+ * fm_mapper_map().
+ */
+void
+fm_map_next_async (FmMap               *self,
+                   GCancellable        *cancellable,
+                   GAsyncReadyCallback  callback,
+                   gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  g_return_if_fail (FM_IS_MAP (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, fm_map_next_async);
+  g_task_set_check_cancellable (task, FALSE);
+
+  g_mutex_lock (&self->lock);
+  self->pull_mode = TRUE;
+  g_mutex_unlock (&self->lock);
+
+  if (cancellable != NULL)
+    {
+      CancelHook *hook = g_new0 (CancelHook, 1);
+
+      hook->cancellable = g_object_ref (cancellable);
+      hook->id = g_cancellable_connect (cancellable, G_CALLBACK (on_next_cancelled),
+                                        self, NULL);
+      g_task_set_task_data (task, hook, cancel_hook_free);
+    }
+
+  retry_async (g_steal_pointer (&task));
+}
+
+/**
+ * fm_map_next_finish:
+ * @self: an #FmMap
+ * @result: the #GAsyncResult given to the callback
+ * @index: (out) (optional): the index of the task the result belongs to
+ * @error: return location for the task's error
+ *
+ * Finishes fm_map_next_async(), with the same results as fm_map_next().
+ *
+ * Returns: (transfer full) (nullable): the next result, or %NULL
+ */
+GVariant *
+fm_map_next_finish (FmMap         *self,
+                    GAsyncResult  *result,
+                    guint64       *index,
+                    GError       **error)
+{
+  NextResult *r;
+  GVariant *value;
+
+  g_return_val_if_fail (FM_IS_MAP (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fm_map_next_async, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  r = g_task_propagate_pointer (G_TASK (result), error);
+  if (r == NULL)
+    return NULL;
+  if (index != NULL)
+    *index = r->index;
+  value = g_steal_pointer (&r->value);
+  if (r->error != NULL)
+    g_propagate_error (error, g_steal_pointer (&r->error));
+  next_result_free (r);
+  return value;
+}
+
+/**
+ * fm_map_get_n_workers:
+ * @self: an #FmMap
+ *
+ * Gets how many worker processes the map runs: #FmMapper:n-processes,
+ * resolved (one per core for 0) and capped by #FmMapper:threads-limit.
+ *
+ * Returns: the number of worker processes
+ */
+guint
+fm_map_get_n_workers (FmMap *self)
+{
+  g_return_val_if_fail (FM_IS_MAP (self), 0);
+
+  return self->config.n_processes;
+}
+
+/**
+ * fm_map_get_worker_pid:
+ * @self: an #FmMap
+ * @worker: a worker number, below fm_map_get_n_workers()
+ *
+ * Gets the process id of a worker, which changes when a dead worker is
+ * replaced. For monitoring and tests.
+ *
+ * Returns: the process id, or 0 if that worker is not running
+ */
+GPid
+fm_map_get_worker_pid (FmMap *self,
+                       guint  worker)
+{
+  GPid pid = 0;
+  Proc *p;
+
+  g_return_val_if_fail (FM_IS_MAP (self), 0);
+  g_return_val_if_fail (worker < self->config.n_processes, 0);
+
+  g_mutex_lock (&self->lock);
+  p = g_ptr_array_index (self->procs, worker);
+  if (p != NULL && !p->dead)
+    pid = p->pid;
+  g_mutex_unlock (&self->lock);
+  return pid;
+}

@@ -1,0 +1,598 @@
+/* fm-mapper.c: configuration and worker processes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <gmodule.h>
+
+#include "fm-error.h"
+#include "fm-mapper.h"
+#include "fm-private.h"
+
+/**
+ * SECTION:fm-mapper
+ * @title: FmMapper
+ * @short_description: Maps a function over tasks in worker processes
+ *
+ * An #FmMapper holds what a run of a function over a stream of tasks
+ * needs: the worker program, how many worker processes to start
+ * (#FmMapper:n-processes, one per core by default), how many threads they
+ * may run at once (#FmMapper:threads-limit, no limit by default: one
+ * thread per task in flight), whether results come back in input order
+ * (#FmMapper:ordered) and how many tasks may be in flight at once
+ * (#FmMapper:max-in-flight). Each call to fm_mapper_map() starts a run,
+ * an #FmMap, with its own worker processes.
+ *
+ * There are three ways to get a worker:
+ *
+ * - fm_mapper_new_for_function(): a C program maps one of its own
+ *   functions. The program re-executes itself as the worker, and
+ *   fm_init(), first in main(), turns the copy into a worker. No plugin,
+ *   no extra binary.
+ * - fm_mapper_new_for_module(): the installed `fastmap-worker` helper
+ *   loads a #GModule and serves one of its functions.
+ * - fm_mapper_new(): any program that calls fm_worker_serve(), in any
+ *   language: a Python or gjs script, or a program of your own.
+ *
+ * The seed's example in C: eight tasks that each wait a second and then
+ * compute, run in about one second of wall time on any machine:
+ *
+ * |[<!-- language="C" -->
+ * #include <fastmap.h>
+ *
+ * static GVariant *
+ * square (GVariant *task, gpointer user_data, GError **error)
+ * {
+ *   gint64 x = g_variant_get_int64 (task);
+ *
+ *   g_usleep (G_USEC_PER_SEC);
+ *   return g_variant_new_int64 (x * x);
+ * }
+ *
+ * int
+ * main (int argc, char **argv)
+ * {
+ *   g_autoptr(FmMapper) mapper = NULL;
+ *   g_autoptr(FmMap) map = NULL;
+ *   GVariant *result;
+ *   GError *error = NULL;
+ *   guint64 index;
+ *
+ *   fm_init (&argc, &argv);    // a re-executed worker never returns from here
+ *
+ *   mapper = fm_mapper_new_for_function (square);
+ *   map = fm_mapper_map (mapper, NULL);
+ *   for (gint64 i = 0; i < 8; i++)
+ *     fm_map_push (map, g_variant_new_int64 (i));
+ *   fm_map_close (map);
+ *
+ *   while ((result = fm_map_next (map, &index, &error)) != NULL || error != NULL)
+ *     {
+ *       if (result != NULL)
+ *         g_print ("%" G_GUINT64_FORMAT ": %" G_GINT64_FORMAT "\n",
+ *                  index, g_variant_get_int64 (result));
+ *       else
+ *         g_printerr ("%" G_GUINT64_FORMAT ": %s\n", index, error->message);
+ *       g_clear_pointer (&result, g_variant_unref);
+ *       g_clear_error (&error);
+ *     }
+ *   return 0;
+ * }
+ * ]|
+ */
+
+/* The default window: enough tasks in flight for thousands of waits to
+ * overlap and for batches of tiny tasks to keep two cores busy, and few
+ * enough that the parent's bookkeeping stays well under a megabyte. */
+#define DEFAULT_MAX_IN_FLIGHT 8192
+#define DEFAULT_MAX_RETRIES   2
+
+struct _FmMapper
+{
+  GObject   parent_instance;
+
+  char    **argv;           /* owned, immutable after construction */
+  char    **envp_extra;     /* owned, immutable after construction */
+  guint     n_processes;
+  guint     threads_limit;
+  guint     max_in_flight;
+  guint     max_retries;
+  gboolean  ordered;
+};
+
+G_DEFINE_FINAL_TYPE (FmMapper, fm_mapper, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_ARGV,
+  PROP_N_PROCESSES,
+  PROP_THREADS_LIMIT,
+  PROP_ORDERED,
+  PROP_MAX_IN_FLIGHT,
+  PROP_MAX_RETRIES,
+  N_PROPS
+};
+
+static GParamSpec *properties [N_PROPS];
+
+static void
+fm_mapper_finalize (GObject *object)
+{
+  FmMapper *self = (FmMapper *)object;
+
+  g_clear_pointer (&self->argv, g_strfreev);
+  g_clear_pointer (&self->envp_extra, g_strfreev);
+
+  G_OBJECT_CLASS (fm_mapper_parent_class)->finalize (object);
+}
+
+static void
+fm_mapper_get_property (GObject    *object,
+                        guint       prop_id,
+                        GValue     *value,
+                        GParamSpec *pspec)
+{
+  FmMapper *self = FM_MAPPER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ARGV:
+      g_value_set_boxed (value, self->argv);
+      break;
+    case PROP_N_PROCESSES:
+      g_value_set_uint (value, self->n_processes);
+      break;
+    case PROP_THREADS_LIMIT:
+      g_value_set_uint (value, self->threads_limit);
+      break;
+    case PROP_ORDERED:
+      g_value_set_boolean (value, self->ordered);
+      break;
+    case PROP_MAX_IN_FLIGHT:
+      g_value_set_uint (value, self->max_in_flight);
+      break;
+    case PROP_MAX_RETRIES:
+      g_value_set_uint (value, self->max_retries);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+set_uint_property (FmMapper *self,
+                   guint    *field,
+                   guint     value,
+                   guint     prop_id)
+{
+  if (*field == value)
+    return;
+  *field = value;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[prop_id]);
+}
+
+static void
+fm_mapper_set_property (GObject      *object,
+                        guint         prop_id,
+                        const GValue *value,
+                        GParamSpec   *pspec)
+{
+  FmMapper *self = FM_MAPPER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ARGV:
+      self->argv = g_value_dup_boxed (value);
+      break;
+    case PROP_N_PROCESSES:
+      fm_mapper_set_n_processes (self, g_value_get_uint (value));
+      break;
+    case PROP_THREADS_LIMIT:
+      fm_mapper_set_threads_limit (self, g_value_get_uint (value));
+      break;
+    case PROP_ORDERED:
+      fm_mapper_set_ordered (self, g_value_get_boolean (value));
+      break;
+    case PROP_MAX_IN_FLIGHT:
+      fm_mapper_set_max_in_flight (self, g_value_get_uint (value));
+      break;
+    case PROP_MAX_RETRIES:
+      set_uint_property (self, &self->max_retries, g_value_get_uint (value), PROP_MAX_RETRIES);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+fm_mapper_class_init (FmMapperClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->finalize = fm_mapper_finalize;
+  object_class->get_property = fm_mapper_get_property;
+  object_class->set_property = fm_mapper_set_property;
+
+  /**
+   * FmMapper:argv:
+   *
+   * The command line of a worker: a program that calls fm_worker_serve().
+   */
+  properties [PROP_ARGV] =
+    g_param_spec_boxed ("argv", "Argv", "The command line of a worker",
+                        G_TYPE_STRV,
+                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:n-processes:
+   *
+   * How many worker processes a map starts. 0, the default, starts one
+   * per core (g_get_num_processors()).
+   */
+  properties [PROP_N_PROCESSES] =
+    g_param_spec_uint ("n-processes", "Processes", "How many worker processes, 0 for one per core",
+                       0, 1024, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:threads-limit:
+   *
+   * How many tasks may run at once, in all worker processes together,
+   * spread evenly over them (a limit below #FmMapper:n-processes starts
+   * only that many processes). 0, the default, sets no limit: as in the
+   * original `fast_map`, each task in flight gets a thread, so up to
+   * #FmMapper:max-in-flight tasks that wait overlap. Where the system
+   * refuses a thread, tasks wait for a free one.
+   */
+  properties [PROP_THREADS_LIMIT] =
+    g_param_spec_uint ("threads-limit", "Threads limit", "How many tasks may run at once, 0 for no limit",
+                       0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:ordered:
+   *
+   * Whether results come back in input order (the default), each as soon
+   * as it and all before it are done; %FALSE gives each as it is done.
+   */
+  properties [PROP_ORDERED] =
+    g_param_spec_boolean ("ordered", "Ordered", "Whether results come back in input order",
+                          TRUE,
+                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:max-in-flight:
+   *
+   * The window: how many tasks may be taken from the input and not yet
+   * handed back to the consumer, at most. It bounds the memory of a run
+   * (the tasks and results it holds) and how far ahead of the consumer a
+   * lazy source is pulled. In both orders it also bounds the span of
+   * indexes in flight: a task that is still running holds back the
+   * dispatch of tasks #FmMapper:max-in-flight indexes after it. 0 picks
+   * the default, 8192.
+   */
+  properties [PROP_MAX_IN_FLIGHT] =
+    g_param_spec_uint ("max-in-flight", "Max in flight", "How many tasks may be in flight, 0 for the default",
+                       0, 1 << 24, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:max-retries:
+   *
+   * How many times a task whose worker died under it runs again on
+   * another worker. A task that has killed #FmMapper:max-retries + 1
+   * workers fails with %FM_ERROR_WORKER_DIED.
+   */
+  properties [PROP_MAX_RETRIES] =
+    g_param_spec_uint ("max-retries", "Max retries", "How many times a task runs again after its worker died",
+                       0, 100, DEFAULT_MAX_RETRIES,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+fm_mapper_init (FmMapper *self)
+{
+  self->ordered = TRUE;
+  self->max_retries = DEFAULT_MAX_RETRIES;
+}
+
+/**
+ * fm_mapper_new:
+ * @argv: (array zero-terminated=1): the command line of a worker program
+ *
+ * Creates a mapper whose workers run @argv: any program that calls
+ * fm_worker_serve(). The program is looked up in `PATH` when @argv[0]
+ * holds no slash. A program that cannot be started makes the maps of
+ * this mapper fail with %FM_ERROR_WORKER_FAILED.
+ *
+ * Returns: (transfer full): a new #FmMapper
+ */
+FmMapper *
+fm_mapper_new (const char * const *argv)
+{
+  g_return_val_if_fail (argv != NULL && argv[0] != NULL, NULL);
+
+  return g_object_new (FM_TYPE_MAPPER, "argv", argv, NULL);
+}
+
+/**
+ * fm_mapper_new_for_module:
+ * @path: the file name of a shared module (see g_module_open())
+ * @symbol: the name of an #FmFunction exported by the module
+ * @error: return location for a #GError
+ *
+ * Creates a mapper whose workers are the `fastmap-worker` helper serving
+ * the function @symbol of the module @path. The module is opened here
+ * once, to check that the function is there, so a bad path or symbol is
+ * an error now and not a failure of every map later.
+ *
+ * Returns: (transfer full): a new #FmMapper, or %NULL with @error set
+ *   (%FM_ERROR_INVALID_ARGUMENT) if the module or the symbol is missing
+ */
+FmMapper *
+fm_mapper_new_for_module (const char  *path,
+                          const char  *symbol,
+                          GError     **error)
+{
+  g_autofree char *helper = NULL;
+  g_autofree char *abs_path = NULL;
+  GModule *module;
+  gpointer func = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (symbol != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  abs_path = g_canonicalize_filename (path, NULL);
+  module = g_module_open (abs_path, G_MODULE_BIND_LAZY | G_MODULE_BIND_LOCAL);
+  if (module == NULL)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "Could not open module “%s”: %s", path, g_module_error ());
+      return NULL;
+    }
+  if (!g_module_symbol (module, symbol, &func) || func == NULL)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "Module “%s” has no function “%s”", path, symbol);
+      g_module_close (module);
+      return NULL;
+    }
+  g_module_close (module);
+
+  helper = _fm_helper_path ();
+  return fm_mapper_new ((const char * const[]) { helper, abs_path, symbol, NULL });
+}
+
+/**
+ * fm_mapper_new_for_function: (skip)
+ * @func: a function of this program
+ *
+ * Creates a mapper whose workers are copies of this very program that
+ * serve @func: the program must call fm_init() first in main(). @func
+ * may live in the executable or in a library it loaded; it is called
+ * with a %NULL user_data, since no pointer of this process means
+ * anything in the copy.
+ *
+ * This is a C API: bindings use fm_mapper_new() with a worker program.
+ *
+ * Returns: (transfer full): a new #FmMapper
+ */
+FmMapper *
+fm_mapper_new_for_function (FmFunction func)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *exe = NULL;
+  g_autofree char *value = NULL;
+  FmMapper *self;
+
+  g_return_val_if_fail (func != NULL, NULL);
+
+  if (!_fm_function_locate (func, &exe, &value, &error))
+    {
+      /* A worker that fails at once carries the reason to the map. */
+      g_critical ("fm_mapper_new_for_function: %s", error->message);
+      return NULL;
+    }
+
+  self = fm_mapper_new ((const char * const[]) { exe, NULL });
+  self->envp_extra = g_new0 (char *, 2);
+  self->envp_extra[0] = g_strconcat (FM_REEXEC_ENV "=", value, NULL);
+  return self;
+}
+
+/**
+ * fm_mapper_get_argv:
+ * @self: an #FmMapper
+ *
+ * Gets the command line of the workers.
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the command line
+ */
+const char * const *
+fm_mapper_get_argv (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
+
+  return (const char * const *) self->argv;
+}
+
+/**
+ * fm_mapper_get_n_processes:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:n-processes.
+ *
+ * Returns: how many worker processes a map starts, 0 for one per core
+ */
+guint
+fm_mapper_get_n_processes (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), 0);
+
+  return self->n_processes;
+}
+
+/**
+ * fm_mapper_set_n_processes:
+ * @self: an #FmMapper
+ * @n_processes: how many worker processes, 0 for one per core
+ *
+ * Sets #FmMapper:n-processes. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_n_processes (FmMapper *self,
+                           guint     n_processes)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  set_uint_property (self, &self->n_processes, n_processes, PROP_N_PROCESSES);
+}
+
+/**
+ * fm_mapper_get_threads_limit:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:threads-limit.
+ *
+ * Returns: how many tasks may run at once, 0 for no limit
+ */
+guint
+fm_mapper_get_threads_limit (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), 0);
+
+  return self->threads_limit;
+}
+
+/**
+ * fm_mapper_set_threads_limit:
+ * @self: an #FmMapper
+ * @threads_limit: how many tasks may run at once, 0 for no limit
+ *
+ * Sets #FmMapper:threads-limit. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_threads_limit (FmMapper *self,
+                             guint     threads_limit)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  set_uint_property (self, &self->threads_limit, threads_limit, PROP_THREADS_LIMIT);
+}
+
+/**
+ * fm_mapper_get_ordered:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:ordered.
+ *
+ * Returns: whether results come back in input order
+ */
+gboolean
+fm_mapper_get_ordered (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), TRUE);
+
+  return self->ordered;
+}
+
+/**
+ * fm_mapper_set_ordered:
+ * @self: an #FmMapper
+ * @ordered: whether results come back in input order
+ *
+ * Sets #FmMapper:ordered. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_ordered (FmMapper *self,
+                       gboolean  ordered)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  ordered = !!ordered;
+  if (self->ordered == ordered)
+    return;
+  self->ordered = ordered;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ORDERED]);
+}
+
+/**
+ * fm_mapper_get_max_in_flight:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:max-in-flight.
+ *
+ * Returns: the window of a map, 0 for the default
+ */
+guint
+fm_mapper_get_max_in_flight (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), 0);
+
+  return self->max_in_flight;
+}
+
+/**
+ * fm_mapper_set_max_in_flight:
+ * @self: an #FmMapper
+ * @max_in_flight: the window of a map, 0 for the default
+ *
+ * Sets #FmMapper:max-in-flight. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_max_in_flight (FmMapper *self,
+                             guint     max_in_flight)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  set_uint_property (self, &self->max_in_flight, max_in_flight, PROP_MAX_IN_FLIGHT);
+}
+
+/**
+ * fm_mapper_map:
+ * @self: an #FmMapper
+ * @cancellable: (nullable): a #GCancellable, or %NULL
+ *
+ * Starts a run of the function over a stream of tasks: starts the
+ * worker processes and returns the #FmMap that takes the tasks (with
+ * fm_map_push() or fm_map_set_source()) and gives the results.
+ *
+ * The map's signals are emitted in the thread-default main context of
+ * the thread that calls this function.
+ *
+ * Cancelling @cancellable ends the map: its workers are killed and
+ * fm_map_next() fails with %G_IO_ERROR_CANCELLED.
+ *
+ * A worker that cannot be started is not an error here: the map reports
+ * it, with %FM_ERROR_WORKER_FAILED, where its results are taken.
+ *
+ * Returns: (transfer full): a new #FmMap
+ */
+FmMap *
+fm_mapper_map (FmMapper     *self,
+               GCancellable *cancellable)
+{
+  FmMapConfig config;
+  guint n;
+
+  g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), NULL);
+  g_return_val_if_fail (self->argv != NULL, NULL);
+
+  n = self->n_processes ? self->n_processes : (guint) g_get_num_processors ();
+  if (self->threads_limit > 0)
+    n = MIN (n, self->threads_limit);
+
+  config.argv = self->argv;
+  config.envp_extra = self->envp_extra;
+  config.n_processes = MAX (n, 1);
+  config.threads_limit = self->threads_limit;
+  config.ordered = self->ordered;
+  config.max_in_flight = self->max_in_flight ? self->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+  config.max_retries = self->max_retries;
+  return _fm_map_new (&config, cancellable);
+}

@@ -1,0 +1,41 @@
+/* fm-private.h: what the library's files share and users do not see
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#pragma once
+
+#include "fastmap.h"
+
+G_BEGIN_DECLS
+
+/* The environment variable that turns a re-executed copy of a program
+ * into a worker: "<offset hex>:<build-id hex>:<object path>". */
+#define FM_REEXEC_ENV "FASTMAP_WORKER_FUNCTION"
+
+/* Overrides where fm_mapper_new_for_module() finds fastmap-worker. */
+#define FM_HELPER_ENV "FASTMAP_WORKER_HELPER"
+
+/* What a map needs from its mapper, copied when the map starts so that
+ * changing the mapper later does not change a running map. */
+typedef struct
+{
+  char   **argv;
+  char   **envp_extra;       /* "NAME=value" strings, or NULL */
+  guint    n_processes;      /* resolved: never 0 */
+  guint    threads_limit;    /* 0: no limit */
+  gboolean ordered;
+  guint    max_in_flight;    /* resolved: never 0 */
+  guint    max_retries;
+} FmMapConfig;
+
+FmMap    *_fm_map_new              (const FmMapConfig  *config,
+                                    GCancellable       *cancellable);
+
+gboolean  _fm_function_locate      (FmFunction          func,
+                                    char              **exe_path,
+                                    char              **env_value,
+                                    GError            **error);
+
+char     *_fm_helper_path          (void);
+
+G_END_DECLS

@@ -1,0 +1,500 @@
+/* fm-worker.c: serving an FmFunction on a worker's stdin/stdout
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "fm-error.h"
+#include "fm-private.h"
+#include "fm-wire.h"
+#include "fm-worker.h"
+
+/* How the worker runs tasks.
+ *
+ * The reader (the thread that called fm_worker_serve()) queues each batch
+ * as it arrives. Runners are GThreadPool jobs: a runner takes a chunk of
+ * tasks from the queue, runs them, writes their results as one frame, and
+ * goes on until the queue is empty. The chunk size follows the measured
+ * cost of a task: one task at a time while the cost is unknown or large,
+ * so that tasks that wait each get a thread, and thousands at a time for
+ * tasks of a few hundred nanoseconds, so that they cost one lock, one
+ * frame and one write per chunk.
+ *
+ * How many runners: as many as the queue needs at that chunk size, capped
+ * by the worker's share of threads-limit (none when it is 0). While the
+ * cost is unknown only a few start; a ticker adds runners whenever no
+ * runner has finished anything for a millisecond while tasks wait, which
+ * is what tasks that block look like. When the system refuses a thread,
+ * the tasks stay queued for the runners there are, and the ticker tries
+ * again: work waits for a free thread.
+ */
+
+#define PROBE_RUNNERS       8
+#define CHUNK_TARGET_NS     (200 * 1000)
+#define MAX_CHUNK           4096
+#define STALL_US            1000
+
+typedef struct
+{
+  gatomicrefcount refs; /* the queue's, and one per chunk being run */
+  GVariant *values;     /* owned, an array */
+  guint64  *indexes;    /* owned, host order */
+  guint     n;
+} Batch;
+
+typedef struct
+{
+  FmFunction   func;
+  gpointer     user_data;
+  int          in_fd;
+  int          out_fd;
+  gboolean     swap;
+  guint        threads_limit;   /* 0: no limit */
+  GThreadPool *pool;
+
+  GMutex       lock;            /* guards the fields below */
+  GCond        tick_cond;
+  GQueue       batches;         /* of Batch*, the head partly taken */
+  guint        head_pos;
+  guint64      queued;
+  guint        runners;         /* jobs pushed and not returned */
+  guint        busy;            /* runners inside a chunk */
+  gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
+  gint64       last_progress;   /* monotonic µs of the last finished chunk */
+  gboolean     stopping;
+
+  GMutex       write_lock;      /* one frame at a time on out_fd */
+} Worker;
+
+static void
+batch_unref (Batch *b)
+{
+  if (!g_atomic_ref_count_dec (&b->refs))
+    return;
+  g_variant_unref (b->values);
+  g_free (b->indexes);
+  g_free (b);
+}
+
+static guint
+chunk_size_locked (Worker *w)
+{
+  if (w->cost_ns <= 0)
+    return 1;
+  return CLAMP (CHUNK_TARGET_NS / w->cost_ns, 1, MAX_CHUNK);
+}
+
+/* How many tasks this worker wants to hold: enough to keep its runners
+ * busy for a round trip, and no more, so that the parent can give the
+ * rest to another worker. */
+static guint32
+credit_locked (Worker *w)
+{
+  if (w->threads_limit == 0)
+    return G_MAXUINT32;
+  return MIN ((guint64) w->threads_limit * chunk_size_locked (w) * 2, G_MAXUINT32);
+}
+
+/* Starts runners so that @chunks chunks of the queue each have one:
+ * runners that are not inside a chunk now take one soon, so only the
+ * shortfall starts. */
+static void
+spawn_runners_locked (Worker  *w,
+                      guint64  chunks)
+{
+  guint idle = w->runners - w->busy;
+  guint64 more = chunks > idle ? chunks - idle : 0;
+
+  if (w->threads_limit > 0)
+    more = MIN (more, w->threads_limit > w->runners ? w->threads_limit - w->runners : 0);
+
+  while (more-- > 0)
+    {
+      g_autoptr(GError) error = NULL;
+
+      w->runners++;
+      if (!g_thread_pool_push (w->pool, w, &error))
+        {
+          /* Tasks stay queued: the runners there are, or the ticker's
+           * next try, take them. */
+          w->runners--;
+          break;
+        }
+    }
+}
+
+static void
+write_results (Worker     *w,
+               guint64    *indexes,
+               GVariant  **values,
+               guint       n,
+               guint32     credit)
+{
+  guint start = 0;
+
+  g_mutex_lock (&w->write_lock);
+  while (start < n)
+    {
+      const char *type = g_variant_get_type_string (values[start]);
+      guint end = start + 1;
+
+      while (end < n && g_str_equal (type, g_variant_get_type_string (values[end])))
+        end++;
+      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes + start,
+                                values + start, end - start, credit, NULL))
+        _exit (0);  /* the parent is gone: nobody wants the rest */
+      start = end;
+    }
+  g_mutex_unlock (&w->write_lock);
+}
+
+static void
+write_error (Worker       *w,
+             guint64       index,
+             const GError *error)
+{
+  g_mutex_lock (&w->write_lock);
+  if (!fm_wire_write_error (w->out_fd, index, error, NULL, NULL))
+    _exit (0);
+  g_mutex_unlock (&w->write_lock);
+}
+
+static GVariant *
+call_function (Worker    *w,
+               GVariant  *task,
+               GError   **error)
+{
+  GVariant *result = w->func (task, w->user_data, error);
+
+  if (result != NULL)
+    return g_variant_take_ref (result);
+  if (error != NULL && *error == NULL)
+    g_set_error_literal (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                         "The function returned NULL without setting an error");
+  return NULL;
+}
+
+static void
+run_chunk (Worker *w,
+           Batch  *b,
+           guint   start,
+           guint   n,
+           guint32 credit)
+{
+  GVariant *stack_values[64];
+  guint64 stack_indexes[64];
+  GVariant **values = n <= 64 ? stack_values : g_new (GVariant *, n);
+  guint64 *indexes = n <= 64 ? stack_indexes : g_new (guint64, n);
+  guint n_ok = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GVariant) task = g_variant_get_child_value (b->values, start + i);
+      g_autoptr(GError) error = NULL;
+      GVariant *result = call_function (w, task, &error);
+
+      if (result == NULL)
+        {
+          /* Keep order within the chunk: results before the error first. */
+          if (n_ok > 0)
+            write_results (w, indexes, values, n_ok, credit);
+          for (guint j = 0; j < n_ok; j++)
+            g_variant_unref (values[j]);
+          n_ok = 0;
+          write_error (w, b->indexes[start + i], error);
+          continue;
+        }
+      indexes[n_ok] = b->indexes[start + i];
+      values[n_ok++] = result;
+    }
+
+  if (n_ok > 0)
+    write_results (w, indexes, values, n_ok, credit);
+  for (guint j = 0; j < n_ok; j++)
+    g_variant_unref (values[j]);
+  if (values != stack_values)
+    g_free (values);
+  if (indexes != stack_indexes)
+    g_free (indexes);
+}
+
+/* Takes up to @max tasks from the head batch, and a reference to it. */
+static Batch *
+take_chunk_locked (Worker *w,
+                   guint   max,
+                   guint  *start,
+                   guint  *n)
+{
+  Batch *b = g_queue_peek_head (&w->batches);
+
+  *start = w->head_pos;
+  *n = MIN (max, b->n - w->head_pos);
+  w->head_pos += *n;
+  w->queued -= *n;
+  if (w->head_pos < b->n)
+    g_atomic_ref_count_inc (&b->refs);
+  else
+    {
+      /* The queue's reference goes to the runner. */
+      g_queue_pop_head (&w->batches);
+      w->head_pos = 0;
+    }
+  return b;
+}
+
+static void
+runner (gpointer data,
+        gpointer pool_data)
+{
+  Worker *w = data;
+  gint64 elapsed = 0;
+  guint done = 0;
+
+  g_mutex_lock (&w->lock);
+  for (;;)
+    {
+      Batch *b;
+      guint start, n;
+      guint32 credit;
+      gint64 t0;
+
+      if (done > 0)
+        {
+          gint64 per_task = MAX (elapsed / done, 1);
+
+          w->busy--;
+          w->cost_ns = w->cost_ns <= 0 ? per_task : (3 * w->cost_ns + per_task) / 4;
+          w->last_progress = g_get_monotonic_time ();
+        }
+      if (w->queued == 0 || w->stopping)
+        break;
+
+      b = take_chunk_locked (w, chunk_size_locked (w), &start, &n);
+      credit = credit_locked (w);
+      w->busy++;
+      g_mutex_unlock (&w->lock);
+
+      t0 = g_get_monotonic_time ();
+      run_chunk (w, b, start, n, credit);
+      elapsed = (g_get_monotonic_time () - t0) * 1000;
+      done = n;
+      batch_unref (b);
+
+      g_mutex_lock (&w->lock);
+    }
+  w->runners--;
+  g_mutex_unlock (&w->lock);
+}
+
+static gpointer
+ticker (gpointer data)
+{
+  Worker *w = data;
+
+  g_mutex_lock (&w->lock);
+  while (!w->stopping)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      if (w->queued == 0 || (w->threads_limit > 0 && w->runners >= w->threads_limit))
+        {
+          g_cond_wait (&w->tick_cond, &w->lock);
+          continue;
+        }
+      if (w->runners == 0 || now - w->last_progress >= STALL_US)
+        {
+          /* Every runner is stuck in a task: tasks block, so give each
+           * waiting task a thread of its own. */
+          w->cost_ns = 0;
+          w->last_progress = now;
+          spawn_runners_locked (w, w->queued);
+        }
+      g_cond_wait_until (&w->tick_cond, &w->lock, now + STALL_US);
+    }
+  g_mutex_unlock (&w->lock);
+  return NULL;
+}
+
+static void
+queue_batch (Worker      *w,
+             FmWireBatch *wb)
+{
+  Batch *b = g_new (Batch, 1);
+  guint64 chunks;
+
+  g_atomic_ref_count_init (&b->refs);
+  b->values = g_steal_pointer (&wb->values);
+  b->n = wb->count;
+  b->indexes = g_new (guint64, wb->count);
+  for (guint i = 0; i < wb->count; i++)
+    b->indexes[i] = fm_wire_batch_index (wb, i);
+
+  g_mutex_lock (&w->lock);
+  if (w->queued == 0 && w->runners == 0)
+    w->last_progress = g_get_monotonic_time ();
+  g_queue_push_tail (&w->batches, b);
+  w->queued += b->n;
+  chunks = (w->queued + chunk_size_locked (w) - 1) / chunk_size_locked (w);
+  if (w->cost_ns <= 0)
+    chunks = MIN (chunks, PROBE_RUNNERS);
+  spawn_runners_locked (w, chunks);
+  g_cond_signal (&w->tick_cond);
+  g_mutex_unlock (&w->lock);
+}
+
+/* Moves the protocol off fds 0 and 1: stdin reads /dev/null and stdout
+ * goes to stderr, so a function that prints cannot corrupt the stream. */
+static gboolean
+take_stdio (Worker  *w,
+            GError **error)
+{
+  int null_fd;
+
+  w->in_fd = fcntl (0, F_DUPFD_CLOEXEC, 3);
+  w->out_fd = fcntl (1, F_DUPFD_CLOEXEC, 3);
+  null_fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (w->in_fd < 0 || w->out_fd < 0 || null_fd < 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   "Could not take over the worker's stdin and stdout: %s",
+                   g_strerror (errsv));
+      return FALSE;
+    }
+  fflush (stdout);
+  dup2 (null_fd, 0);
+  dup2 (2, 1);
+  close (null_fd);
+  return TRUE;
+}
+
+static gboolean
+handshake (Worker  *w,
+           GError **error)
+{
+  g_autoptr(GBytes) payload = NULL;
+  FmWireConfig config;
+  guint8 kind;
+  int r;
+
+  r = fm_wire_read_frame (w->in_fd, &kind, &payload, error);
+  if (r == 0 && (error == NULL || *error == NULL))
+    g_set_error_literal (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                         "The parent closed the stream before configuring the worker");
+  if (r <= 0)
+    return FALSE;
+  if (kind != FM_FRAME_CONFIG)
+    {
+      g_set_error_literal (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                           "The first frame from the parent is not a configuration");
+      return FALSE;
+    }
+  if (!fm_wire_parse_config (payload, &config, error))
+    return FALSE;
+
+  w->threads_limit = config.threads;
+  w->swap = config.byte_order != G_BYTE_ORDER;
+  return fm_wire_write_hello (w->out_fd, error);
+}
+
+static gboolean
+serve_frames (Worker  *w,
+              GError **error)
+{
+  for (;;)
+    {
+      g_autoptr(GBytes) payload = NULL;
+      FmWireBatch batch = { 0 };
+      guint8 kind;
+      int r = fm_wire_read_frame (w->in_fd, &kind, &payload, error);
+
+      if (r <= 0)
+        return r == 0;
+      if (kind != FM_FRAME_TASKS)
+        {
+          g_set_error (error, FM_ERROR, FM_ERROR_PROTOCOL,
+                       "Unexpected frame of kind %u from the parent", kind);
+          return FALSE;
+        }
+      if (!fm_wire_parse_batch (payload, w->swap, &batch, error))
+        return FALSE;
+      queue_batch (w, &batch);
+      fm_wire_batch_clear (&batch);
+    }
+}
+
+/**
+ * fm_worker_serve:
+ * @func: (scope call): the function to serve
+ * @user_data: (closure func): data passed to @func
+ * @error: return location for a #GError
+ *
+ * Serves @func as a fastmap worker: reads tasks from the process's
+ * standard input, runs @func on them in a #GThreadPool, and writes the
+ * results to the process's standard output, until the parent closes the
+ * stream. This is what a worker program started with fm_mapper_new()
+ * calls; the worker programs that fm_mapper_new_for_module() and
+ * fm_mapper_new_for_function() start call it for you.
+ *
+ * At its start, fm_worker_serve() moves the protocol off file
+ * descriptors 0 and 1: standard input then reads `/dev/null` and
+ * standard output goes to standard error, so whatever @func prints
+ * cannot corrupt the stream. It also ignores `SIGPIPE`.
+ *
+ * @func is called on the threads of the pool, several at once, never in
+ * the thread that called fm_worker_serve(). How many threads run at once
+ * is set by the parent's #FmMapper:threads-limit.
+ *
+ * When the parent closes the stream, fm_worker_serve() returns %TRUE at
+ * once, without waiting for tasks still running (nobody wants their
+ * results any more): the program should then exit.
+ *
+ * Returns: %TRUE when the parent closed the stream, %FALSE with @error
+ *   set if the stream could not be used or broke the protocol
+ */
+gboolean
+fm_worker_serve (FmFunction   func,
+                 gpointer     user_data,
+                 GError     **error)
+{
+  Worker *w;
+  GThread *tick;
+  gboolean ok;
+
+  g_return_val_if_fail (func != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  signal (SIGPIPE, SIG_IGN);
+
+  w = g_new0 (Worker, 1);
+  w->func = func;
+  w->user_data = user_data;
+  g_mutex_init (&w->lock);
+  g_mutex_init (&w->write_lock);
+  g_cond_init (&w->tick_cond);
+  g_queue_init (&w->batches);
+
+  if (!take_stdio (w, error) || !handshake (w, error))
+    return FALSE;   /* nothing runs yet; the few bytes of w are left to exit */
+
+  w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
+  tick = g_thread_new ("fm-ticker", ticker, w);
+  ok = serve_frames (w, error);
+
+  /* Runners may still be inside @func: leave them, and w, to the exit
+   * of the process; stop the ticker and tell runners to stop. */
+  g_mutex_lock (&w->lock);
+  w->stopping = TRUE;
+  g_cond_signal (&w->tick_cond);
+  g_mutex_unlock (&w->lock);
+  g_thread_join (tick);
+  close (w->in_fd);
+  return ok;
+}
