@@ -205,6 +205,8 @@ slot_clear (Slot *s)
 static void
 proc_free (Proc *p)
 {
+  if (p == NULL)
+    return;
   if (p->fd >= 0)
     close (p->fd);
   g_clear_object (&p->process);
@@ -830,7 +832,9 @@ proc_start (FmMap   *self,
       proc_free (p);
       return;
     }
-  p->pid = atoi (g_subprocess_get_identifier (p->process));
+  /* No identifier once the child has exited: its reader finds out why. */
+  if (g_subprocess_get_identifier (p->process) != NULL)
+    p->pid = atoi (g_subprocess_get_identifier (p->process));
 
   config.threads = p->threads;
   config.byte_order = G_BYTE_ORDER;

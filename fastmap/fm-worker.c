@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <gio/gio.h>
+
 #include "fm-error.h"
 #include "fm-private.h"
 #include "fm-wire.h"
@@ -375,33 +377,39 @@ take_stdio (Worker  *w,
   return TRUE;
 }
 
-static gboolean
+/* Returns 1 when configured, 0 if the parent went away first (it
+ * needed no worker after all), -1 with @error. */
+static int
 handshake (Worker  *w,
            GError **error)
 {
   g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GError) local_error = NULL;
   FmWireConfig config;
   guint8 kind;
   int r;
 
   r = fm_wire_read_frame (w->in_fd, &kind, &payload, error);
-  if (r == 0 && (error == NULL || *error == NULL))
-    g_set_error_literal (error, FM_ERROR, FM_ERROR_PROTOCOL,
-                         "The parent closed the stream before configuring the worker");
   if (r <= 0)
-    return FALSE;
+    return r;
   if (kind != FM_FRAME_CONFIG)
     {
       g_set_error_literal (error, FM_ERROR, FM_ERROR_PROTOCOL,
                            "The first frame from the parent is not a configuration");
-      return FALSE;
+      return -1;
     }
   if (!fm_wire_parse_config (payload, &config, error))
-    return FALSE;
+    return -1;
 
   w->threads_limit = config.threads;
   w->swap = config.byte_order != G_BYTE_ORDER;
-  return fm_wire_write_hello (w->out_fd, error);
+  if (fm_wire_write_hello (w->out_fd, &local_error))
+    return 1;
+  if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_BROKEN_PIPE) ||
+      g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED))
+    return 0;
+  g_propagate_error (error, g_steal_pointer (&local_error));
+  return -1;
 }
 
 static gboolean
@@ -481,8 +489,18 @@ fm_worker_serve (FmFunction   func,
   g_cond_init (&w->tick_cond);
   g_queue_init (&w->batches);
 
-  if (!take_stdio (w, error) || !handshake (w, error))
-    return FALSE;   /* nothing runs yet; the few bytes of w are left to exit */
+  /* Nothing runs yet if these fail; the few bytes of w are left to exit. */
+  if (!take_stdio (w, error))
+    return FALSE;
+  switch (handshake (w, error))
+    {
+    case 0:
+      return TRUE;
+    case -1:
+      return FALSE;
+    default:
+      break;
+    }
 
   w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
   tick = g_thread_new ("fm-ticker", ticker, w);

@@ -1,0 +1,872 @@
+/* test-map.c: mapping functions over tasks, end to end
+ *
+ * The functions mapped here live in this program: fm_init() at the top of
+ * main() turns the re-executed copies into workers.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <fastmap.h>
+
+#define TEST_ERROR (g_quark_from_static_string ("fm-test-error"))
+
+/* ---- functions the workers run ------------------------------------- */
+
+/* (x, delay_ms) → x * x, after sleeping delay_ms. */
+static GVariant *
+slow_square (GVariant  *task,
+             gpointer   user_data,
+             GError   **error)
+{
+  gint64 x;
+  guint32 delay_ms;
+
+  g_variant_get (task, "(xu)", &x, &delay_ms);
+  g_usleep (delay_ms * 1000);
+  return g_variant_new_int64 (x * x);
+}
+
+static GVariant *
+twice (GVariant  *task,
+       gpointer   user_data,
+       GError   **error)
+{
+  return g_variant_new_int64 (2 * g_variant_get_int64 (task));
+}
+
+static GVariant *
+identity (GVariant  *task,
+          gpointer   user_data,
+          GError   **error)
+{
+  return g_variant_ref (task);
+}
+
+/* delay_ms → the worker's pid, after sleeping. */
+static GVariant *
+worker_pid (GVariant  *task,
+            gpointer   user_data,
+            GError   **error)
+{
+  g_usleep (g_variant_get_uint32 (task) * 1000);
+  return g_variant_new_int64 (getpid ());
+}
+
+/* delay_ms → (start, end) in monotonic µs, a clock all processes share. */
+static GVariant *
+interval (GVariant  *task,
+          gpointer   user_data,
+          GError   **error)
+{
+  gint64 start = g_get_monotonic_time ();
+
+  g_usleep (g_variant_get_uint32 (task) * 1000);
+  return g_variant_new ("(xx)", start, g_get_monotonic_time ());
+}
+
+static GVariant *
+fail_on_five (GVariant  *task,
+              gpointer   user_data,
+              GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  if (x == 5)
+    {
+      g_set_error (error, TEST_ERROR, 42, "five is not welcome");
+      return NULL;
+    }
+  return g_variant_new_int64 (x * x);
+}
+
+static GVariant *
+chatty (GVariant  *task,
+        gpointer   user_data,
+        GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  /* Both stdio and the raw fd 1: neither may reach the protocol. */
+  printf ("chatty %" G_GINT64_FORMAT ": some text on stdout\n", x);
+  fflush (stdout);
+  if (write (1, "\0\0\0\0\3garbage", 12) < 0)
+    return NULL;
+  return g_variant_new_int64 (x + 1);
+}
+
+static GVariant *
+returns_null (GVariant  *task,
+              gpointer   user_data,
+              GError   **error)
+{
+  return NULL;
+}
+
+/* ---- helpers -------------------------------------------------------- */
+
+static FmMapper *
+mapper_for (FmFunction func,
+            guint      n_processes)
+{
+  FmMapper *mapper = fm_mapper_new_for_function (func);
+
+  g_assert_nonnull (mapper);
+  fm_mapper_set_n_processes (mapper, n_processes);
+  return mapper;
+}
+
+/* Takes every result, which must all succeed, into an array by arrival. */
+static GPtrArray *
+take_all (FmMap  *map,
+          GArray *indexes)
+{
+  GPtrArray *values = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  GVariant *value;
+  guint64 index;
+  GError *error = NULL;
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_ptr_array_add (values, value);
+      if (indexes != NULL)
+        g_array_append_val (indexes, index);
+    }
+  g_assert_no_error (error);
+  return values;
+}
+
+static gboolean
+process_gone (GPid pid)
+{
+  /* GSubprocess reaps its children in GLib's worker thread. */
+  for (int i = 0; i < 500; i++)
+    {
+      if (kill (pid, 0) < 0 && errno == ESRCH)
+        return TRUE;
+      g_usleep (10000);
+    }
+  return FALSE;
+}
+
+/* ---- tests ---------------------------------------------------------- */
+
+static void
+test_order_random_delays (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GArray) indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr(GPtrArray) values = NULL;
+  GRand *rand = g_rand_new_with_seed (g_test_rand_int ());
+
+  map = fm_mapper_map (mapper, NULL);
+  for (gint64 i = 0; i < 200; i++)
+    fm_map_push (map, g_variant_new ("(xu)", i, g_rand_int_range (rand, 0, 30)));
+  fm_map_close (map);
+  g_rand_free (rand);
+
+  values = take_all (map, indexes);
+  g_assert_cmpuint (values->len, ==, 200);
+  for (guint i = 0; i < values->len; i++)
+    {
+      g_assert_cmpuint (g_array_index (indexes, guint64, i), ==, i);
+      g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) i * i);
+    }
+}
+
+static void
+test_hundred_thousand (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (twice, 0);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  GVariant *value;
+  GError *error = NULL;
+  guint64 index, expected = 0;
+  const guint64 n = 100000;
+
+  for (guint64 i = 0; i < n; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, ==, expected);
+      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) expected);
+      g_variant_unref (value);
+      expected++;
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (expected, ==, n);
+}
+
+static void
+test_n_processes (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (worker_pid, 3);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GHashTable) seen = g_hash_table_new (NULL, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+
+  g_assert_cmpuint (fm_map_get_n_workers (map), ==, 3);
+  for (guint i = 0; i < 30; i++)
+    fm_map_push (map, g_variant_new_uint32 (20));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  for (guint i = 0; i < values->len; i++)
+    g_hash_table_add (seen, GINT_TO_POINTER (g_variant_get_int64 (values->pdata[i])));
+  g_assert_cmpuint (g_hash_table_size (seen), ==, 3);
+  g_assert_false (g_hash_table_contains (seen, GINT_TO_POINTER (getpid ())));
+}
+
+static int
+compare_events (gconstpointer a,
+                gconstpointer b)
+{
+  const gint64 *x = a, *y = b;
+
+  /* At one instant, an end comes before a start: touching is no overlap. */
+  if (x[0] != y[0])
+    return x[0] < y[0] ? -1 : 1;
+  return (int) (x[1] - y[1]);
+}
+
+static guint
+max_overlap (GPtrArray *intervals)
+{
+  g_autoptr(GArray) events = g_array_new (FALSE, FALSE, 2 * sizeof (gint64));
+  guint now = 0, max = 0;
+
+  for (guint i = 0; i < intervals->len; i++)
+    {
+      gint64 start, end;
+      gint64 e[2][2];
+
+      g_variant_get (intervals->pdata[i], "(xx)", &start, &end);
+      e[0][0] = start; e[0][1] = +1;
+      e[1][0] = end;   e[1][1] = -1;
+      g_array_append_vals (events, e, 2);
+    }
+  g_array_sort (events, compare_events);
+  for (guint i = 0; i < events->len; i++)
+    {
+      const gint64 *e = &g_array_index (events, gint64, 2 * i);
+
+      now += e[1];
+      max = MAX (max, now);
+    }
+  return max;
+}
+
+static void
+test_threads_limit (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (interval, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GPtrArray) values = NULL;
+
+  fm_mapper_set_threads_limit (mapper, 3);
+  map = fm_mapper_map (mapper, NULL);
+  for (guint i = 0; i < 15; i++)
+    fm_map_push (map, g_variant_new_uint32 (60));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, 15);
+  /* Never more than the limit; and the limit is used, not fewer. */
+  g_assert_cmpuint (max_overlap (values), ==, 3);
+}
+
+static void
+test_no_threads_limit (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (interval, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+
+  /* The seed's default: one thread per task in flight, all waits overlap. */
+  for (guint i = 0; i < 64; i++)
+    fm_map_push (map, g_variant_new_uint32 (300));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (max_overlap (values), ==, 64);
+}
+
+static void
+test_unordered (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GArray) indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr(GPtrArray) values = NULL;
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_int64_hash, g_int64_equal);
+
+  fm_mapper_set_ordered (mapper, FALSE);
+  map = fm_mapper_map (mapper, NULL);
+  /* Task 0 takes longest: in order, it would come first. */
+  for (gint64 i = 0; i < 20; i++)
+    fm_map_push (map, g_variant_new ("(xu)", i, (guint32) (i == 0 ? 600 : 10)));
+  fm_map_close (map);
+
+  values = take_all (map, indexes);
+  g_assert_cmpuint (values->len, ==, 20);
+  g_assert_cmpuint (g_array_index (indexes, guint64, 19), ==, 0);
+  for (guint i = 0; i < values->len; i++)
+    {
+      guint64 *index = &g_array_index (indexes, guint64, i);
+
+      g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) (*index * *index));
+      g_assert_false (g_hash_table_contains (seen, index));
+      g_hash_table_add (seen, index);
+    }
+}
+
+static void
+test_failing_task (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  guint64 expected = 0;
+
+  for (gint64 i = 0; i < 10; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+      guint64 index;
+
+      value = fm_map_next (map, &index, &error);
+      if (value == NULL && error == NULL)
+        break;
+      g_assert_cmpuint (index, ==, expected);
+      if (index == 5)
+        {
+          g_assert_null (value);
+          g_assert_error (error, TEST_ERROR, 42);
+          g_assert_cmpstr (error->message, ==, "five is not welcome");
+        }
+      else
+        {
+          g_assert_no_error (error);
+          g_assert_cmpint (g_variant_get_int64 (value), ==, (gint64) (index * index));
+        }
+      expected++;
+    }
+  g_assert_cmpuint (expected, ==, 10);
+}
+
+static void
+test_function_returns_null (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (returns_null, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) value = NULL;
+  guint64 index = 99;
+
+  fm_map_push (map, g_variant_new_int64 (1));
+  fm_map_close (map);
+  value = fm_map_next (map, &index, &error);
+  g_assert_null (value);
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_assert_cmpuint (index, ==, 0);
+  g_clear_error (&error);
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+check_squares (FmMapper *mapper,
+               guint     n)
+{
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+
+  for (gint64 i = 0; i < n; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, n);
+  for (guint i = 0; i < n; i++)
+    g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) i * i);
+}
+
+static void
+test_module_worker (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(FmMapper) mapper = fm_mapper_new_for_module (FM_TEST_MODULE, "fm_test_square", &error);
+
+  g_assert_no_error (error);
+  check_squares (mapper, 1000);
+}
+
+static void
+test_argv_worker (void)
+{
+  g_autoptr(FmMapper) mapper = fm_mapper_new ((const char * const[]) { FM_TEST_WORKER, "square", NULL });
+
+  check_squares (mapper, 1000);
+}
+
+typedef struct
+{
+  guint64 pulled;
+  guint64 limit;     /* G_MAXUINT64: endless */
+  gboolean destroyed;
+} Counter;
+
+static GVariant *
+count_source (gpointer   data,
+              GError   **error)
+{
+  Counter *c = data;
+
+  if (c->pulled == c->limit)
+    return NULL;
+  return g_variant_new_int64 (c->pulled++);
+}
+
+static void
+counter_destroyed (gpointer data)
+{
+  ((Counter *) data)->destroyed = TRUE;
+}
+
+static void
+test_source_window (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMap) map = NULL;
+  Counter c = { 0, 500, FALSE };
+  GVariant *value;
+  GError *error = NULL;
+  guint64 index, delivered = 0;
+
+  fm_mapper_set_max_in_flight (mapper, 16);
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_set_source (map, count_source, &c, counter_destroyed);
+  g_assert_cmpuint (c.pulled, ==, 0);   /* nothing is pulled before a consumer asks */
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, ==, delivered);
+      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) index);
+      g_variant_unref (value);
+      delivered++;
+      /* Never further ahead of the consumer than the window. */
+      g_assert_cmpuint (c.pulled - delivered, <=, 16);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (delivered, ==, 500);
+  g_assert_false (c.destroyed);
+  g_clear_object (&map);
+  g_assert_true (c.destroyed);
+}
+
+static void
+test_endless_source (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  FmMap *map;
+  Counter c = { 0, G_MAXUINT64, FALSE };
+  GPid pids[2];
+
+  fm_mapper_set_max_in_flight (mapper, 64);
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_set_source (map, count_source, &c, counter_destroyed);
+  for (guint64 i = 0; i < 5000; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = fm_map_next (map, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) i);
+      g_assert_cmpuint (c.pulled, <=, i + 1 + 64);
+    }
+  pids[0] = fm_map_get_worker_pid (map, 0);
+  pids[1] = fm_map_get_worker_pid (map, 1);
+  g_assert_cmpint (pids[0], >, 0);
+  g_assert_cmpint (pids[1], >, 0);
+
+  /* Dropping the map ends an endless run and its workers. */
+  g_object_unref (map);
+  g_assert_true (c.destroyed);
+  g_assert_true (process_gone (pids[0]));
+  g_assert_true (process_gone (pids[1]));
+}
+
+static void
+test_function_prints (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (chatty, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+
+  for (gint64 i = 0; i < 50; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, 50);
+  for (guint i = 0; i < values->len; i++)
+    g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) i + 1);
+}
+
+static void
+test_mixed_types (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (identity, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autoptr(GPtrArray) values = NULL;
+
+  for (guint i = 0; i < 300; i++)
+    {
+      GVariant *v;
+
+      switch (i % 5)
+        {
+        case 0: v = g_variant_new_int64 (i); break;
+        case 1: v = g_variant_new_string ("a string"); break;
+        case 2: v = g_variant_new ("(sdb)", "tuple", i / 3.0, i % 2); break;
+        case 3: v = g_variant_new_parsed ("{'key': <[1, 2, 3]>}"); break;
+        default: v = g_variant_new_string (""); break;
+        }
+      g_ptr_array_add (tasks, g_variant_ref_sink (v));
+      fm_map_push (map, v);
+    }
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, tasks->len);
+  for (guint i = 0; i < values->len; i++)
+    g_assert_true (g_variant_equal (values->pdata[i], tasks->pdata[i]));
+}
+
+static void
+test_empty (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GError) error = NULL;
+
+  fm_map_close (map);
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+check_start_failure (FmMapper *mapper)
+{
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) value = NULL;
+
+  fm_map_push (map, g_variant_new_int64 (1));
+  fm_map_close (map);
+  value = fm_map_next (map, NULL, &error);
+  g_assert_null (value);
+  g_assert_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED);
+  g_test_message ("start failure: %s", error->message);
+  g_clear_error (&error);
+  /* Then the end, not a hang. */
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_worker_fails_to_start (void)
+{
+  g_autoptr(FmMapper) missing = fm_mapper_new ((const char * const[]) { "/nonexistent/fastmap-worker", NULL });
+  g_autoptr(FmMapper) quits = fm_mapper_new ((const char * const[]) { FM_TEST_WORKER, "exit-early", NULL });
+  g_autoptr(FmMapper) not_a_worker = fm_mapper_new ((const char * const[]) { "/bin/echo", "hello", NULL });
+  g_autoptr(GError) error = NULL;
+  FmMapper *bad;
+
+  check_start_failure (missing);
+  check_start_failure (quits);
+  check_start_failure (not_a_worker);
+
+  bad = fm_mapper_new_for_module ("/nonexistent/module.so", "fm_test_square", &error);
+  g_assert_null (bad);
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  bad = fm_mapper_new_for_module (FM_TEST_MODULE, "no_such_function", &error);
+  g_assert_null (bad);
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  FmMap     *map;
+  GArray    *indexes;
+  GPtrArray *values;
+  GPtrArray *errors;
+  guint      finished;
+  GError    *finished_error;
+} Collect;
+
+static void
+on_next (GObject      *source,
+         GAsyncResult *result,
+         gpointer      data)
+{
+  Collect *c = data;
+  g_autoptr(GError) error = NULL;
+  GVariant *value;
+  guint64 index;
+
+  value = fm_map_next_finish (FM_MAP (source), result, &index, &error);
+  if (value == NULL && error == NULL)
+    {
+      g_main_loop_quit (c->loop);
+      return;
+    }
+  g_array_append_val (c->indexes, index);
+  if (value != NULL)
+    g_ptr_array_add (c->values, value);
+  else
+    g_ptr_array_add (c->errors, g_steal_pointer (&error));
+  fm_map_next_async (c->map, NULL, on_next, c);
+}
+
+static void
+collect_init (Collect *c)
+{
+  c->loop = g_main_loop_new (NULL, FALSE);
+  c->indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
+  c->values = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  c->errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
+  c->finished = 0;
+  c->finished_error = NULL;
+}
+
+static void
+collect_clear (Collect *c)
+{
+  g_main_loop_unref (c->loop);
+  g_array_unref (c->indexes);
+  g_ptr_array_unref (c->values);
+  g_ptr_array_unref (c->errors);
+  g_clear_error (&c->finished_error);
+}
+
+static void
+test_async (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  Collect c;
+
+  collect_init (&c);
+  c.map = map;
+  for (gint64 i = 0; i < 100; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+
+  fm_map_next_async (map, NULL, on_next, &c);
+  g_main_loop_run (c.loop);
+
+  g_assert_cmpuint (c.indexes->len, ==, 100);
+  g_assert_cmpuint (c.values->len, ==, 99);
+  g_assert_cmpuint (c.errors->len, ==, 1);
+  g_assert_error ((GError *) c.errors->pdata[0], TEST_ERROR, 42);
+  for (guint i = 0; i < 100; i++)
+    g_assert_cmpuint (g_array_index (c.indexes, guint64, i), ==, i);
+  collect_clear (&c);
+}
+
+static void
+test_async_source (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMap) map = NULL;
+  Counter counter = { 0, 300, FALSE };
+  Collect c;
+
+  fm_mapper_set_max_in_flight (mapper, 8);
+  map = fm_mapper_map (mapper, NULL);
+  collect_init (&c);
+  c.map = map;
+  fm_map_set_source (map, count_source, &counter, NULL);
+  fm_map_next_async (map, NULL, on_next, &c);
+  g_main_loop_run (c.loop);
+
+  g_assert_cmpuint (c.values->len, ==, 300);
+  for (guint i = 0; i < 300; i++)
+    g_assert_cmpint (g_variant_get_int64 (c.values->pdata[i]), ==, 2 * (gint64) i);
+  collect_clear (&c);
+}
+
+static void
+on_result (FmMap    *map,
+           guint64   index,
+           GVariant *value,
+           gpointer  data)
+{
+  Collect *c = data;
+
+  g_assert_true (g_main_context_is_owner (g_main_context_default ()));
+  g_array_append_val (c->indexes, index);
+  g_ptr_array_add (c->values, g_variant_ref (value));
+}
+
+static void
+on_task_failed (FmMap        *map,
+                guint64       index,
+                const GError *error,
+                gpointer      data)
+{
+  Collect *c = data;
+
+  g_array_append_val (c->indexes, index);
+  g_ptr_array_add (c->errors, g_error_copy (error));
+}
+
+static void
+on_finished (FmMap        *map,
+             const GError *error,
+             gpointer      data)
+{
+  Collect *c = data;
+
+  c->finished++;
+  c->finished_error = error ? g_error_copy (error) : NULL;
+  g_main_loop_quit (c->loop);
+}
+
+static void
+test_signals (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  Collect c;
+
+  collect_init (&c);
+  g_signal_connect (map, "result", G_CALLBACK (on_result), &c);
+  g_signal_connect (map, "task-failed", G_CALLBACK (on_task_failed), &c);
+  g_signal_connect (map, "finished", G_CALLBACK (on_finished), &c);
+  for (gint64 i = 0; i < 3000; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  g_main_loop_run (c.loop);
+
+  g_assert_cmpuint (c.finished, ==, 1);
+  g_assert_no_error (c.finished_error);
+  g_assert_cmpuint (c.indexes->len, ==, 3000);
+  g_assert_cmpuint (c.errors->len, ==, 1);
+  for (guint i = 0; i < 3000; i++)
+    g_assert_cmpuint (g_array_index (c.indexes, guint64, i), ==, i);
+  collect_clear (&c);
+}
+
+static gpointer
+cancel_later (gpointer data)
+{
+  g_usleep (100000);
+  g_cancellable_cancel (data);
+  return NULL;
+}
+
+static void
+test_cancel (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, cancellable);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GThread) thread = NULL;
+  GVariant *value;
+  GPid pids[2];
+
+  for (gint64 i = 0; i < 10; i++)
+    fm_map_push (map, g_variant_new ("(xu)", i, (guint32) (i == 0 ? 0 : 60000)));
+  fm_map_close (map);
+
+  value = fm_map_next (map, NULL, &error);
+  g_assert_no_error (error);
+  g_variant_unref (value);
+  pids[0] = fm_map_get_worker_pid (map, 0);
+  pids[1] = fm_map_get_worker_pid (map, 1);
+
+  /* Cancelled from another thread while this one waits. */
+  thread = g_thread_new ("cancel", cancel_later, cancellable);
+  value = fm_map_next (map, NULL, &error);
+  g_assert_null (value);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (process_gone (pids[0]));
+  g_assert_true (process_gone (pids[1]));
+}
+
+static void
+test_worker_killed (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+  GPid victim;
+
+  for (gint64 i = 0; i < 40; i++)
+    fm_map_push (map, g_variant_new ("(xu)", i, (guint32) 200));
+  fm_map_close (map);
+
+  g_usleep (50000);
+  victim = fm_map_get_worker_pid (map, 0);
+  g_assert_cmpint (victim, >, 0);
+  g_assert_cmpint (kill (victim, SIGKILL), ==, 0);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, 40);
+  for (guint i = 0; i < 40; i++)
+    g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) i * i);
+  /* The dead worker was replaced. */
+  g_assert_true (process_gone (victim));
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  fm_init (&argc, &argv);
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/map/order-random-delays", test_order_random_delays);
+  g_test_add_func ("/map/hundred-thousand", test_hundred_thousand);
+  g_test_add_func ("/map/n-processes", test_n_processes);
+  g_test_add_func ("/map/threads-limit", test_threads_limit);
+  g_test_add_func ("/map/no-threads-limit", test_no_threads_limit);
+  g_test_add_func ("/map/unordered", test_unordered);
+  g_test_add_func ("/map/failing-task", test_failing_task);
+  g_test_add_func ("/map/function-returns-null", test_function_returns_null);
+  g_test_add_func ("/map/module-worker", test_module_worker);
+  g_test_add_func ("/map/argv-worker", test_argv_worker);
+  g_test_add_func ("/map/source-window", test_source_window);
+  g_test_add_func ("/map/endless-source", test_endless_source);
+  g_test_add_func ("/map/function-prints", test_function_prints);
+  g_test_add_func ("/map/mixed-types", test_mixed_types);
+  g_test_add_func ("/map/empty", test_empty);
+  g_test_add_func ("/map/worker-fails-to-start", test_worker_fails_to_start);
+  g_test_add_func ("/map/async", test_async);
+  g_test_add_func ("/map/async-source", test_async_source);
+  g_test_add_func ("/map/signals", test_signals);
+  g_test_add_func ("/map/cancel", test_cancel);
+  g_test_add_func ("/map/worker-killed", test_worker_killed);
+
+  return g_test_run ();
+}
