@@ -277,8 +277,7 @@ wake_locked (FmMap *self)
     {
       GTask *task = g_queue_pop_head (&self->async_waiters);
 
-      g_main_context_invoke_full (g_task_get_context (task), G_PRIORITY_DEFAULT,
-                                  retry_async, task, NULL);
+      _fm_post (g_task_get_context (task), retry_async, task);
     }
 
   if (!self->pull_mode && self->signal_source != NULL)

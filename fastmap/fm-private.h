@@ -38,4 +38,22 @@ gboolean  _fm_function_locate      (FmFunction          func,
 
 char     *_fm_helper_path          (void);
 
+/* Runs @func in @context, always later and never in the calling thread.
+ * (g_main_context_invoke() runs it at once in any thread that can acquire
+ * @context: a reader thread holding the map's lock would deadlock, and
+ * gjs refuses calls from threads other than its own.) */
+static inline void
+_fm_post (GMainContext *context,
+          GSourceFunc   func,
+          gpointer      data)
+{
+  GSource *idle = g_idle_source_new ();
+
+  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+  g_source_set_callback (idle, func, data, NULL);
+  g_source_set_static_name (idle, "[fastmap] post");
+  g_source_attach (idle, context);
+  g_source_unref (idle);
+}
+
 G_END_DECLS

@@ -393,7 +393,7 @@ fm_wire_parse_batch (GBytes       *payload,
   values = g_variant_ref_sink (g_variant_new_from_bytes (array_type, data, FALSE));
   if (swap)
     {
-      GVariant *swapped = g_variant_ref_sink (g_variant_byteswap (values));
+      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (values));
 
       g_variant_unref (values);
       values = swapped;
@@ -455,7 +455,7 @@ fm_wire_parse_error (GBytes    *payload,
     return protocol_error (error, "Error frame is not a valid (tsiss)");
   if (swap)
     {
-      GVariant *swapped = g_variant_ref_sink (g_variant_byteswap (v));
+      GVariant *swapped = g_variant_take_ref (g_variant_byteswap (v));
 
       g_variant_unref (v);
       v = swapped;

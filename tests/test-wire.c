@@ -97,7 +97,7 @@ test_byteswapped_batch (Pipe          *p,
   g_autoptr(GError) error = NULL;
   g_autoptr(GBytes) payload = NULL;
   g_autoptr(GVariant) native = g_variant_ref_sink (g_variant_new_int64 (0x0102030405060708));
-  g_autoptr(GVariant) swapped = g_variant_ref_sink (g_variant_byteswap (native));
+  g_autoptr(GVariant) swapped = g_variant_take_ref (g_variant_byteswap (native));
   g_autoptr(GVariant) child = NULL;
   guint64 index = 0;
   FmWireBatch batch = { 0 };
