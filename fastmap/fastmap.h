@@ -8,6 +8,7 @@
 
 #include "fm-version-macros.h"
 #include "fm-error.h"
+#include "fm-enum-types.h"
 #include "fm-function.h"
 #include "fm-map.h"
 #include "fm-mapper.h"

@@ -516,3 +516,194 @@ fm_worker_serve (FmFunction   func,
   close (w->in_fd);
   return ok;
 }
+
+/* ---- serving in a main context ---------------------------------------
+ *
+ * Some languages can only run their functions in their main thread: gjs
+ * refuses a call from any other thread. fm_worker_serve_async() serves
+ * from a thread of its own, as fm_worker_serve() does, and each runner
+ * hands its call to the caller's main context and waits for it there.
+ *
+ * Like the Worker of fm_worker_serve(), the MainServer is left to the
+ * exit of the process: a runner may still reach main_call_marshal() after
+ * the stream closed. user_data is freed, in the main context, once the
+ * stream closed and no call is in flight. */
+
+typedef struct
+{
+  FmFunction      func;
+  gpointer        user_data;
+  GDestroyNotify  destroy;
+  GMainContext   *context;    /* owned: where func and destroy run */
+  GMutex          lock;       /* guards the fields below */
+  GCond           cond;       /* signalled when a call is done */
+  guint           in_flight;  /* calls handed to the context */
+  gboolean        closed;     /* the stream ended: no new call starts */
+} MainServer;
+
+typedef struct
+{
+  MainServer *server;
+  GVariant   *task;           /* borrowed from the runner */
+  GVariant   *result;         /* owned once done */
+  GError     *error;
+  gboolean    done;           /* guarded by server->lock */
+} MainCall;
+
+static gboolean
+main_server_destroy_user_data (gpointer data)
+{
+  MainServer *server = data;
+
+  if (server->destroy != NULL)
+    server->destroy (server->user_data);
+  server->destroy = NULL;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+main_server_release_locked (MainServer *server)
+{
+  if (server->closed && server->in_flight == 0 && server->destroy != NULL)
+    _fm_post (server->context, main_server_destroy_user_data, server);
+}
+
+static gboolean
+main_call_run (gpointer data)
+{
+  MainCall *call = data;
+  MainServer *server = call->server;
+  GVariant *result = server->func (call->task, server->user_data, &call->error);
+
+  g_mutex_lock (&server->lock);
+  call->result = result != NULL ? g_variant_take_ref (result) : NULL;
+  call->done = TRUE;
+  g_cond_broadcast (&server->cond);
+  g_mutex_unlock (&server->lock);
+  return G_SOURCE_REMOVE;
+}
+
+/* The FmFunction the pool runs: waits for the call in the main context. */
+static GVariant *
+main_call_marshal (GVariant  *task,
+                   gpointer   data,
+                   GError   **error)
+{
+  MainServer *server = data;
+  MainCall call = { server, task, NULL, NULL, FALSE };
+
+  g_mutex_lock (&server->lock);
+  if (server->closed)
+    {
+      g_mutex_unlock (&server->lock);
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_CLOSED, "The worker stopped serving");
+      return NULL;
+    }
+  server->in_flight++;
+  g_mutex_unlock (&server->lock);
+
+  _fm_post (server->context, main_call_run, &call);
+
+  g_mutex_lock (&server->lock);
+  while (!call.done)
+    g_cond_wait (&server->cond, &server->lock);
+  server->in_flight--;
+  main_server_release_locked (server);
+  g_mutex_unlock (&server->lock);
+
+  if (call.error != NULL)
+    g_propagate_error (error, call.error);
+  return call.result;
+}
+
+static void
+serve_in_thread (GTask        *task,
+                 gpointer      source_object,
+                 gpointer      task_data,
+                 GCancellable *cancellable)
+{
+  MainServer *server = task_data;
+  GError *error = NULL;
+  gboolean ok = fm_worker_serve (main_call_marshal, server, &error);
+
+  g_mutex_lock (&server->lock);
+  server->closed = TRUE;
+  main_server_release_locked (server);
+  g_mutex_unlock (&server->lock);
+
+  if (ok)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+/**
+ * fm_worker_serve_async:
+ * @func: (scope notified) (closure user_data) (destroy destroy): the function to serve
+ * @user_data: data passed to @func
+ * @destroy: (nullable): frees @user_data, in the same main context as
+ *   @func, once serving ended and no call of @func is running
+ * @cancellable: (nullable): a #GCancellable to stop waiting, or %NULL
+ * @callback: (scope async): called when serving ends
+ * @callback_data: (closure callback): data for @callback
+ *
+ * Serves @func as a fastmap worker, as fm_worker_serve() does, without
+ * blocking, for languages whose functions can only run in their main
+ * thread, such as JavaScript in gjs. The protocol is served from a thread
+ * of its own; @func is called in the thread-default main context of the
+ * caller of this function, one task at a time, while that context runs.
+ *
+ * @callback is called in that same main context when the parent closes
+ * the stream (the program should then exit), or when @cancellable is
+ * cancelled; it calls fm_worker_serve_finish().
+ */
+void
+fm_worker_serve_async (FmFunction           func,
+                       gpointer             user_data,
+                       GDestroyNotify       destroy,
+                       GCancellable        *cancellable,
+                       GAsyncReadyCallback  callback,
+                       gpointer             callback_data)
+{
+  g_autoptr(GTask) task = NULL;
+  MainServer *server;
+
+  g_return_if_fail (func != NULL);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  server = g_new0 (MainServer, 1);
+  server->func = func;
+  server->user_data = user_data;
+  server->destroy = destroy;
+  server->context = g_main_context_ref_thread_default ();
+  g_mutex_init (&server->lock);
+  g_cond_init (&server->cond);
+
+  task = g_task_new (NULL, cancellable, callback, callback_data);
+  g_task_set_source_tag (task, fm_worker_serve_async);
+  g_task_set_task_data (task, server, NULL);
+  g_task_set_return_on_cancel (task, TRUE);
+  g_task_run_in_thread (task, serve_in_thread);
+}
+
+/**
+ * fm_worker_serve_finish:
+ * @result: the #GAsyncResult given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes fm_worker_serve_async().
+ *
+ * Returns: %TRUE when the parent closed the stream, %FALSE with @error
+ *   set if the stream could not be used, broke the protocol, or the
+ *   wait was cancelled (%G_IO_ERROR_CANCELLED)
+ */
+gboolean
+fm_worker_serve_finish (GAsyncResult  *result,
+                        GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fm_worker_serve_async, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}

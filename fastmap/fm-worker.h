@@ -8,7 +8,7 @@
 # error "Only <fastmap.h> can be included directly."
 #endif
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "fm-version-macros.h"
 #include "fm-function.h"
@@ -23,5 +23,16 @@ FM_AVAILABLE_IN_ALL
 gboolean    fm_worker_serve  (FmFunction   func,
                               gpointer     user_data,
                               GError     **error);
+
+FM_AVAILABLE_IN_ALL
+void        fm_worker_serve_async  (FmFunction           func,
+                                    gpointer             user_data,
+                                    GDestroyNotify       destroy,
+                                    GCancellable        *cancellable,
+                                    GAsyncReadyCallback  callback,
+                                    gpointer             callback_data);
+FM_AVAILABLE_IN_ALL
+gboolean    fm_worker_serve_finish (GAsyncResult        *result,
+                                    GError             **error);
 
 G_END_DECLS

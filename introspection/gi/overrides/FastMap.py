@@ -1,0 +1,539 @@
+# FastMap.py: the PyGObject override of FastMap-1.0
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""fastmap for Python: ``fast_map()``, and a Pythonic ``Map``.
+
+``fast_map(func, *iterables)`` is the API of the ``fast_map`` package:
+a generator of ``func(*item)`` over the iterables, zipped as ``map`` does,
+computed by one worker process per core, each running many threads.
+
+How items travel (see DESIGN.md, "Performance notes"). Calling Python
+from C costs about 10-40 µs and building a ``GLib.Variant`` in Python
+2.6 µs, so an item is never a task of its own unless it is slow: a task
+is a *chunk*, one ``ay`` variant holding a pickled list of items, and a
+result is the pickled list of their results, the exceptions raised at
+their positions and how long the chunk took. The chunk size follows the
+measured cost of an item: one item per task while the cost is unknown or
+high (so that each item that waits gets a thread of its own, as in the
+original ``fast_map``), and thousands for an item of a microsecond.
+
+While the cost is unknown, the first tasks are a "ping" (an empty chunk)
+per worker and a few one-item chunks. A ping comes back as soon as a
+worker runs, so that the time a worker takes to start (importing gi and
+the main script) does not count as the cost of an item: once every worker
+runs, items still out after ``_PROBE_WAIT`` are slow, and the input goes
+out one item per task up to the window.
+
+The generator waits for results in a private ``GMainContext`` with
+``Map.next_async()``, and wakes up on signals (``signal.set_wakeup_fd``),
+so that Ctrl-C interrupts it at once; its ``finally`` cancels the map,
+which kills the workers.
+"""
+
+import base64
+import itertools
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from gi.repository import GLib, Gio
+
+from ..module import get_introspection_module
+from ..overrides import override
+
+FastMap = get_introspection_module('FastMap')
+
+__all__ = ['fast_map', 'Map', 'Mapper', 'RemoteError', 'RemoteTraceback']
+
+_AY = GLib.VariantType.new('ay')
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+# Chunks: a chunk aims at _CHUNK_TIME seconds of work in a worker, which
+# makes the cost of calling Python from C (tens of µs) about 1 % of it.
+_CHUNK_TIME = 0.004
+_MAX_CHUNK = 8192
+# How many chunks are out per worker once items are chunked: enough for a
+# worker never to wait for the parent, few enough to bound memory.
+_CHUNKS_PER_WORKER = 3
+# One-item tasks out at most, the seed's "a thread per task": the window.
+_WINDOW = 4096
+# How long items may stay out, once a worker runs, before they count as
+# slow (they wait, or compute for long) and go out one per task.
+_PROBE_WAIT = 0.005
+# A payload larger than this goes to the workers in a file, not in argv.
+_MAX_ARGV_PAYLOAD = 64 * 1024
+
+# Set by the worker while it imports the main script, where a call to
+# fast_map() is the missing `if __name__ == "__main__":` guard.
+_worker_bootstrapping = False
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process.
+
+    It is the ``__cause__`` of the exception that ``fast_map()`` raises,
+    so that Python prints it along with the local one.
+    """
+
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
+class RemoteError(Exception):
+    """An exception raised in a worker that could not be rebuilt here
+    (it could not be pickled, or not unpickled): its type's name and its
+    message, with its traceback as ``__cause__``."""
+
+
+# ---- waiting for a result, interruptibly ------------------------------
+
+class _Waiter:
+    """Takes results of a map with next_async() in a private main context.
+
+    The blocking fm_map_next() would hold the caller in C, where Python
+    cannot run a signal handler: here the caller waits in poll(), and a
+    signal wakes it (whichever thread the kernel gave it to) through the
+    wakeup fd, so that KeyboardInterrupt is raised at once.
+    """
+
+    def __init__(self, fmap):
+        self.map = fmap
+        self.context = GLib.MainContext.new()
+        self.pending = False
+        self.box = []
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self._pollfd = GLib.PollFD(self._rsock.fileno(), GLib.IOCondition.IN)
+        self.context.add_poll(self._pollfd, GLib.PRIORITY_DEFAULT)
+
+    def _done(self, fmap, result, *unused):
+        # Runs in self.context, in the waiting thread. PyGObject would
+        # swallow an exception raised here: keep it for the waiter.
+        self.pending = False
+        try:
+            self.box.append((fmap.next_finish(result), None))
+        except BaseException as e:  # noqa: B902 -- handed to the waiter
+            self.box.append((None, e))
+
+    def _start(self):
+        if self.pending or self.box:
+            return
+        self.pending = True
+        self.context.push_thread_default()
+        try:
+            self.map.next_async(None, self._done)
+        finally:
+            self.context.pop_thread_default()
+
+    def _timeout(self, *unused):
+        self._timed_out = True
+        return GLib.SOURCE_REMOVE
+
+    def wait(self, timeout=None):
+        """Returns ((value, index), error), or None after @timeout seconds."""
+        self._start()
+        timer = None
+        self._timed_out = False
+        if timeout is not None and not self.box:
+            timer = GLib.timeout_source_new(max(1, int(timeout * 1000)))
+            timer.set_callback(self._timeout)
+            timer.attach(self.context)
+        old_fd = self._set_wakeup_fd()
+        try:
+            while not self.box and not self._timed_out:
+                self.context.iteration(True)
+                self._drain(old_fd)
+        finally:
+            if old_fd is not None:
+                signal.set_wakeup_fd(old_fd)
+            if timer is not None:
+                timer.destroy()
+        return self.box.pop(0) if self.box else None
+
+    def _set_wakeup_fd(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        except ValueError:
+            return None
+
+    def _drain(self, old_fd):
+        try:
+            data = self._rsock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        # Another wakeup fd (an asyncio loop's) gets its signals too.
+        if data and old_fd is not None and old_fd >= 0:
+            try:
+                os.write(old_fd, data)
+            except OSError:
+                pass
+
+    def finish(self):
+        """Lets a wait still pending (the map was cancelled) complete."""
+        while self.pending:
+            self.context.iteration(True)
+        self.box.clear()
+        self.context.remove_poll(self._pollfd)
+        self._rsock.close()
+        self._wsock.close()
+
+
+# ---- the object API ---------------------------------------------------
+
+class Mapper(FastMap.Mapper):
+    """Configuration and worker processes; see fm_mapper_map().
+
+    ``Mapper(argv=[...], threads_limit=4)`` sets properties as keywords.
+    """
+
+    def map(self, cancellable=None):
+        """Starts a run; returns a :class:`Map`.
+
+        The map keeps a :class:`Gio.Cancellable` (this one, or one of its
+        own) that leaving its ``with`` block cancels, which kills its
+        workers at once.
+        """
+        if cancellable is None:
+            cancellable = Gio.Cancellable()
+        fmap = super().map(cancellable)
+        fmap._fm_cancellable = cancellable
+        return fmap
+
+
+Mapper = override(Mapper)
+
+
+class Map(FastMap.Map):
+    """One run: an iterator of its results (``GLib.Variant``\\ s, in input
+    order unless ``ordered`` is false) and a context manager.
+
+    ``next(map)`` waits for the next result and can be interrupted with
+    Ctrl-C; a task that failed raises its ``GLib.Error`` and iteration can
+    go on after it. Leaving ``with map:`` cancels the map, ending its
+    workers at once.
+    """
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        waiter = getattr(self, '_fm_waiter', None)
+        if waiter is None:
+            waiter = self._fm_waiter = _Waiter(self)
+        (value, index), error = waiter.wait() or ((None, 0), None)
+        if error is not None:
+            raise error
+        if value is None:
+            raise StopIteration
+        return value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        cancellable = getattr(self, '_fm_cancellable', None)
+        if cancellable is not None:
+            cancellable.cancel()
+        waiter = getattr(self, '_fm_waiter', None)
+        if waiter is not None:
+            waiter.finish()
+            self._fm_waiter = None
+        return False
+
+
+Map = override(Map)
+
+
+# ---- fast_map ---------------------------------------------------------
+
+def _worker_payload(func, star):
+    """What a worker needs, as one argv word: multiprocessing's "spawn"
+    preparation (sys.path, the main script to import as __mp_main__, the
+    working directory) and the pickled function. Raises TypeError now,
+    before any process starts, for a function pickle cannot send."""
+    if _worker_bootstrapping:
+        raise RuntimeError(
+            'fast_map() was called while a worker imported the main script. '
+            'Put the code that calls fast_map() under '
+            '`if __name__ == "__main__":`, as with multiprocessing.')
+    try:
+        func_data = pickle.dumps(func, _PICKLE)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        name = getattr(func, '__qualname__', repr(func))
+        raise TypeError(
+            f'fast_map() cannot send {name!r} to its worker processes: {e}. '
+            'Workers get the function by reference, as multiprocessing does: '
+            'define it with `def` at the top level of a module or of the main '
+            'script (not a lambda, a nested function or a closure), or wrap it '
+            'with functools.partial() around such a function.') from e
+    module = getattr(func, '__module__', None)
+    main = sys.modules.get('__main__')
+    if module == '__main__' and getattr(main, '__file__', None) is None \
+            and getattr(getattr(main, '__spec__', None), 'name', None) is None:
+        raise TypeError(
+            f'fast_map() cannot send {func.__qualname__!r} to its worker '
+            'processes: it is defined in an interactive session, which a worker '
+            'cannot import. Define it in a module or a script.')
+
+    import multiprocessing.spawn
+    prep = multiprocessing.spawn.get_preparation_data('fastmap-worker')
+    # The authkey must not show in argv, and the start method is not ours.
+    for key in ('authkey', 'start_method', 'log_to_stderr'):
+        prep.pop(key, None)
+    return pickle.dumps({'prep': prep, 'func': func_data, 'star': star}, _PICKLE)
+
+
+def _worker_argv(payload):
+    """The worker's command line, and a file to delete at the end or None."""
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
+    argv = [sys.executable] + subprocess._args_from_interpreter_flags() + [worker]
+    word = base64.b64encode(payload).decode('ascii')
+    if len(word) <= _MAX_ARGV_PAYLOAD:
+        return argv + [word], None
+    fd, path = tempfile.mkstemp(prefix='fastmap-', suffix='.pickle')
+    with os.fdopen(fd, 'wb') as f:
+        f.write(payload)
+    return argv + ['@' + path], path
+
+
+def _rebuild(entry):
+    """The exception of an error entry from a worker, with its traceback."""
+    _, data, type_name, message, tb = entry
+    exc = None
+    if data is not None:
+        try:
+            exc = pickle.loads(data)
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(f'{type_name}: {message}')
+    exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+class _Run:
+    """One fast_map() run, on the consumer's side."""
+
+    def __init__(self, payload, items, procs_limit, threads_limit, ordered):
+        argv, self.payload_file = _worker_argv(payload)
+        mapper = FastMap.Mapper(argv=argv)
+        mapper.props.n_processes = procs_limit or 0
+        mapper.props.threads_limit = threads_limit or 0
+        mapper.props.ordered = ordered
+        mapper.props.max_in_flight = _WINDOW + 64
+        self.cancellable = Gio.Cancellable()
+        self.map = mapper.map(self.cancellable)
+        self.waiter = _Waiter(self.map)
+        self.items = items
+        self.n_workers = self.map.get_n_workers()
+        self.slow_window = _WINDOW
+        if threads_limit:
+            self.slow_window = min(_WINDOW, max(2 * threads_limit, 2 * self.n_workers))
+        self.chunks = {}            # task index -> (items, first item's position)
+        self.n_tasks = 0
+        self.n_pulled = 0
+        self.items_out = 0
+        self.chunks_out = 0         # chunks of items, pings not counted
+        self.pings_out = 0
+        self.cost = None            # seconds per item, measured in the workers
+        self.ready_at = None        # when the last worker answered its ping
+        self.slow = False
+        self.closed = False
+        self.input_error = None     # raised after every item before it
+
+        for _ in range(self.n_workers):
+            self._push([], 0)
+            self.pings_out += 1
+
+    # -- input --
+
+    def _chunk_size(self):
+        if self.cost is None:
+            return 1
+        return max(1, min(_MAX_CHUNK, int(_CHUNK_TIME / max(self.cost, 1e-9))))
+
+    def _has_room(self, size):
+        if size > 1:
+            return self.chunks_out < _CHUNKS_PER_WORKER * self.n_workers
+        if self.cost is None and not self.slow:
+            return self.items_out < 2 * self.n_workers
+        return self.items_out < self.slow_window
+
+    def _push(self, chunk, first):
+        try:
+            data = pickle.dumps(chunk, _PICKLE)
+        except Exception:
+            return self._push_picklable(chunk, first)
+        self.map.push(GLib.Variant.new_from_bytes(_AY, GLib.Bytes.new(data), True))
+        self.chunks[self.n_tasks] = (len(chunk), first)
+        self.n_tasks += 1
+        if chunk:
+            self.items_out += len(chunk)
+            self.chunks_out += 1
+        return True
+
+    def _push_picklable(self, chunk, first):
+        """Sends the items before the first one pickle refuses; that one's
+        error is raised in its place."""
+        for i, item in enumerate(chunk):
+            try:
+                pickle.dumps(item, _PICKLE)
+            except Exception as e:
+                if i > 0:
+                    self._push(chunk[:i], first)
+                self._end_input(TypeError(
+                    f'fast_map() cannot send item {first + i} to a worker: {e}'))
+                return False
+        raise AssertionError('unreachable')
+
+    def _end_input(self, error=None):
+        if error is not None:
+            self.input_error = error
+        if not self.closed:
+            self.closed = True
+            self.map.close()
+
+    def pump(self):
+        """Pulls and sends items while there is room."""
+        while not self.closed:
+            size = self._chunk_size()
+            if not self._has_room(size):
+                return
+            chunk = []
+            try:
+                chunk.extend(itertools.islice(self.items, size))
+            except BaseException as e:  # noqa: B902 -- raised in its place
+                if chunk and self._push(chunk, self.n_pulled):
+                    self.n_pulled += len(chunk)
+                self._end_input(e)
+                return
+            if chunk and not self._push(chunk, self.n_pulled):
+                return
+            self.n_pulled += len(chunk)
+            if len(chunk) < size:
+                self._end_input()
+
+    # -- output --
+
+    def _measured(self, n, elapsed):
+        per_item = elapsed / n
+        self.cost = per_item if self.cost is None else 0.5 * self.cost + 0.5 * per_item
+
+    def _probe_timeout(self):
+        """How long to wait before the items out count as slow, or None."""
+        if self.cost is not None or self.slow or self.ready_at is None or self.items_out == 0:
+            return None
+        return max(0.0, self.ready_at + _PROBE_WAIT - time.monotonic())
+
+    def results(self):
+        """Yields lists of results, in order; raises at a failed item."""
+        while True:
+            self.pump()
+            if self.chunks_out == 0 and self.pings_out == 0 and self.closed:
+                break
+            timeout = self._probe_timeout()
+            if timeout is not None and timeout <= 0:
+                self.slow = True
+                continue
+            got = self.waiter.wait(timeout)
+            if got is None:
+                continue                       # the probe timed out: pump
+            (value, index), error = got
+            if error is not None:
+                raise error
+            if value is None:
+                break
+            n, first = self.chunks.pop(index)
+            elapsed, results, errors = pickle.loads(value.get_data_as_bytes().get_data())
+            if n == 0:
+                self.pings_out -= 1
+                if self.pings_out == 0:
+                    self.ready_at = time.monotonic()
+                continue
+            self.items_out -= n
+            self.chunks_out -= 1
+            self._measured(n, elapsed)
+            if errors:
+                yield results[:errors[0][0]]
+                raise _rebuild(errors[0])
+            self.pump()
+            yield results
+        if self.input_error is not None:
+            raise self.input_error
+
+    def stop(self):
+        """Ends the workers at once, whatever they are doing."""
+        self.cancellable.cancel()
+        self.waiter.finish()
+        self.map = None
+        if self.payload_file is not None:
+            try:
+                os.unlink(self.payload_file)
+            except OSError:
+                pass
+
+
+def _generate(payload, items, procs_limit, threads_limit, ordered):
+    # Empty input: no process starts, nothing is yielded.
+    _end = object()
+    first = next(items, _end)
+    if first is _end:
+        return
+    run = _Run(payload, itertools.chain((first,), items), procs_limit, threads_limit, ordered)
+    try:
+        for results in run.results():
+            yield from results
+    finally:
+        run.stop()
+
+
+def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=True):
+    """Maps *func* over *iterables* with processes and threads.
+
+    Like ``map(func, *iterables)``: several iterables are zipped, and
+    ``func(*item)`` is computed for each item, but by one worker process
+    per core (or *procs_limit*), each running up to *threads_limit*
+    threads in all (None: a thread per item in flight, so that items
+    that wait all wait at once).
+
+    Returns a generator at once. It pulls the iterables lazily, never
+    further ahead than the in-flight window (an endless iterable works),
+    and yields each result as soon as it and all before it are done, in
+    input order, or as each is done if *ordered* is false.
+
+    *func* and the items travel by pickle: *func* must be defined at the
+    top level of a module or of the main script (which the workers import
+    as ``__mp_main__``, as multiprocessing's spawn does: keep the code
+    that calls fast_map() under ``if __name__ == "__main__":``). A
+    function pickle cannot send raises TypeError here, before any process
+    starts.
+
+    An exception raised by *func* is raised by the generator at that
+    item's position, rebuilt with its type where pickle can (else
+    :class:`RemoteError`), with the worker's traceback as its
+    ``__cause__``. Leaving the generator (an exception, ``break``,
+    ``close()``, garbage collection, Ctrl-C) kills the workers.
+    """
+    if not iterables:
+        raise TypeError('fast_map() needs a function and at least one iterable')
+    if not callable(func):
+        raise TypeError(f'fast_map() needs a callable, not {type(func).__name__}')
+    for name, value in (('procs_limit', procs_limit), ('threads_limit', threads_limit)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f'{name} must be None or a positive int, not {value!r}')
+    payload = _worker_payload(func, star=len(iterables) > 1)
+    items = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+    return _generate(payload, items, procs_limit, threads_limit, ordered)

@@ -1,0 +1,138 @@
+# _fastmap_worker.py: the worker program of FastMap.fast_map()
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Serves the pickled function of a fast_map() run.
+
+Started by the parent as ``python3 [flags] _fastmap_worker.py PAYLOAD``,
+PAYLOAD being base64 (or ``@file``) of what FastMap._worker_payload()
+made. It prepares itself as multiprocessing's spawn does (the parent's
+sys.path, working directory and main script, imported as __mp_main__),
+then serves with FastMap.worker_serve(): each task is a pickled chunk of
+items, run on one of the threads of the worker's GThreadPool (the GIL is
+free while the C side waits), and its result a pickled
+``(elapsed, results, errors)``. Nothing raised by the function escapes a
+chunk: PyGObject would swallow it.
+"""
+
+import base64
+import itertools
+import pickle
+import signal
+import sys
+import time
+import traceback
+
+_PICKLE = pickle.HIGHEST_PROTOCOL
+
+
+def _read_payload(word):
+    if word.startswith('@'):
+        with open(word[1:], 'rb') as f:
+            return pickle.loads(f.read())
+    return pickle.loads(base64.b64decode(word))
+
+
+def _error_entry(pos, exc):
+    tb = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        data = pickle.dumps(exc, _PICKLE)
+        pickle.loads(data)      # rebuildable here means rebuildable there
+    except Exception:
+        data = None
+    name = f'{type(exc).__module__}.{type(exc).__qualname__}'
+    return (pos, data, name, str(exc), tb)
+
+
+class _Server:
+    def __init__(self, payload):
+        self.func = None
+        self.star = payload['star']
+        self.setup_error = None
+        from gi.repository import GLib
+        self.GLib = GLib
+        self.ay = GLib.VariantType.new('ay')
+        try:
+            self._prepare(payload)
+        except BaseException as e:  # noqa: B902 -- reported for every item
+            self.setup_error = e
+
+    def _prepare(self, payload):
+        import multiprocessing.spawn
+        overrides = sys.modules['gi.overrides.FastMap']
+        overrides._worker_bootstrapping = True
+        try:
+            multiprocessing.spawn.prepare(payload['prep'])
+        finally:
+            overrides._worker_bootstrapping = False
+        self.func = pickle.loads(payload['func'])
+
+    def _run_items(self, items):
+        results, errors = [], []
+        if self.setup_error is not None:
+            for pos in range(len(items)):
+                results.append(None)
+                errors.append(_error_entry(pos, self.setup_error))
+            return results, errors
+        calls = itertools.starmap(self.func, items) if self.star else map(self.func, items)
+        while True:
+            try:
+                results.extend(calls)   # keeps what it appended if func raises
+                return results, errors
+            except BaseException as e:  # noqa: B902 -- raised in the parent
+                errors.append(_error_entry(len(results), e))
+                results.append(None)
+
+    def _dumps(self, elapsed, results, errors):
+        try:
+            return pickle.dumps((elapsed, results, errors), _PICKLE)
+        except Exception:
+            pass
+        for pos, value in enumerate(results):
+            try:
+                pickle.dumps(value, _PICKLE)
+            except Exception as e:
+                results[pos] = None
+                errors.append(_error_entry(pos, TypeError(
+                    f'fast_map() cannot send the result back: {e}')))
+        errors.sort(key=lambda entry: entry[0])
+        return pickle.dumps((elapsed, results, errors), _PICKLE)
+
+    def run_chunk(self, task, *unused):
+        """The FmFunction: runs on a GThreadPool thread."""
+        t0 = time.perf_counter()
+        try:
+            items = pickle.loads(task.get_data_as_bytes().get_data())
+            results, errors = self._run_items(items)
+        except BaseException as e:  # noqa: B902 -- no item could run
+            results, errors = [None], [_error_entry(0, e)]
+        data = self._dumps(time.perf_counter() - t0, results, errors)
+        return self.GLib.Variant.new_from_bytes(self.ay, self.GLib.Bytes.new(data), True)
+
+
+def main():
+    # Ctrl-C reaches the whole process group: the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    payload = _read_payload(sys.argv[1])
+    # The parent's sys.path, before gi is imported: the same gi, the same
+    # override, the same modules as the parent.
+    sys.path[:] = payload['prep']['sys_path']
+
+    import gi
+    gi.require_version('FastMap', '1.0')
+    from gi.repository import FastMap
+
+    server = _Server(payload)
+    try:
+        FastMap.worker_serve(server.run_chunk)
+    except Exception as e:
+        print(f'fastmap worker: {e}', file=sys.stderr)
+        sys.exit(1)
+    # Threads may still run the function: nobody wants their results.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import os
+    os._exit(0)
+
+
+if __name__ == '__main__':
+    main()

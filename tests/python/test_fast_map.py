@@ -1,0 +1,124 @@
+# test_fast_map.py: FastMap.fast_map(), the seed's API
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import itertools
+import os
+import time
+
+import pytest
+
+from fmhelpers import children, wait_no_children
+from gi.repository import FastMap
+
+
+def square(x):
+    return x * x
+
+
+def identity(x):
+    return x
+
+
+def add(a, b):
+    return a + b
+
+
+def sleep_and_record(x, seconds):
+    start = time.monotonic()
+    time.sleep(seconds)
+    return (x, start, time.monotonic())
+
+
+def wait_for_flag(x, flag):
+    # Item 1 raises the flag as it ends; item 0 ends only after it, so
+    # item 1's result is ready first.
+    if x == 1:
+        open(flag, 'w').close()
+        return x
+    deadline = time.monotonic() + 30
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return x
+
+
+def max_overlap(intervals):
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = now = 0
+    for _, step in events:
+        now += step
+        best = max(best, now)
+    return best
+
+
+def test_results_in_input_order():
+    assert list(FastMap.fast_map(square, range(200))) == [x * x for x in range(200)]
+    assert wait_no_children() == []
+
+
+def test_several_iterables_are_zipped_as_map_does():
+    assert list(FastMap.fast_map(add, [1, 2, 3, 4], (10, 20, 30))) == [11, 22, 33]
+    assert list(FastMap.fast_map(pow, [2, 3, 10], [5, 2, 0])) == [32, 9, 1]
+
+
+def test_any_picklable_value_none_zero_and_empty_included():
+    values = [None, 0, '', b'', [], {}, False, 0.0, ('a', {1: [2]}), 'é' * 10]
+    assert list(FastMap.fast_map(identity, values)) == values
+
+
+def test_empty_input_yields_nothing_and_starts_no_process():
+    gen = FastMap.fast_map(square, [])
+    assert list(gen) == []
+    assert children() == []
+
+
+def test_returns_at_once_and_pulls_lazily():
+    pulled = []
+
+    def source():
+        for i in itertools.count():
+            pulled.append(i)
+            yield i
+
+    gen = FastMap.fast_map(square, source())
+    assert pulled == []                        # nothing pulled before the first next()
+    first = list(itertools.islice(gen, 1000))
+    assert first == [x * x for x in range(1000)]
+    # An endless input: the run is bounded by the window, nowhere near
+    # the whole input (there is none).
+    assert len(pulled) < 200000
+    gen.close()
+    assert wait_no_children() == []
+
+
+def test_threads_limit_bounds_how_many_run_at_once():
+    out = list(FastMap.fast_map(sleep_and_record, range(6), [0.25] * 6, threads_limit=2))
+    assert [x for x, _, _ in out] == list(range(6))
+    assert max_overlap([(s, e) for _, s, e in out]) <= 2
+
+
+def test_no_threads_limit_runs_every_waiting_task_at_once():
+    out = list(FastMap.fast_map(sleep_and_record, range(8), [0.5] * 8))
+    assert [x for x, _, _ in out] == list(range(8))
+    assert max_overlap([(s, e) for _, s, e in out]) == 8
+
+
+def test_procs_limit():
+    pids = list(FastMap.fast_map(worker_pid, range(50), procs_limit=1))
+    assert len(set(pids)) == 1 and pids[0] != os.getpid()
+
+
+def worker_pid(_):
+    return os.getpid()
+
+
+@pytest.mark.parametrize('ordered, expected', [(True, [0, 1]), (False, [1, 0])])
+def test_ordered_false_gives_results_as_they_are_done(tmp_path, ordered, expected):
+    flag = str(tmp_path / 'flag')
+    out = list(FastMap.fast_map(wait_for_flag, [0, 1], [flag, flag], ordered=ordered))
+    assert out == expected
+
+
+def test_100000_items():
+    n = 100000
+    assert sum(FastMap.fast_map(square, range(n))) == sum(x * x for x in range(n))
+    assert wait_no_children() == []

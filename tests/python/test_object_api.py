@@ -1,0 +1,129 @@
+# test_object_api.py: FastMap.Mapper and FastMap.Map from Python
+#
+# SPDX-License-Identifier: LGPL-2.1-or-later
+import os
+import sys
+
+import pytest
+
+from fmhelpers import wait_no_children
+from gi.repository import FastMap, GLib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+C_WORKER = [os.environ['FM_TEST_WORKER'], 'square']
+PY_WORKER = [sys.executable, os.path.join(HERE, 'worker_square.py')]
+
+
+def pushed_map(argv, n, **props):
+    mapper = FastMap.Mapper(argv=argv, **props)
+    fmap = mapper.map()
+    for i in range(n):
+        fmap.push(GLib.Variant('x', i))
+    fmap.close()
+    return fmap
+
+
+@pytest.mark.parametrize('argv', [C_WORKER, PY_WORKER], ids=['c-worker', 'python-worker'])
+def test_map_is_an_iterator_of_results_in_order(argv):
+    fmap = pushed_map(argv, 100)
+    assert isinstance(fmap, FastMap.Map)
+    assert [v.get_int64() for v in fmap] == [i * i for i in range(100)]
+    assert wait_no_children() == []
+
+
+def test_properties_and_next():
+    mapper = FastMap.Mapper(argv=C_WORKER, n_processes=1, threads_limit=3, ordered=False)
+    assert (mapper.props.n_processes, mapper.props.threads_limit, mapper.props.ordered) == (1, 3, False)
+    assert mapper.get_argv() == C_WORKER
+    fmap = mapper.map()
+    assert fmap.get_n_workers() == 1
+    fmap.push(GLib.Variant('x', 7))
+    fmap.close()
+    value, index = fmap.next()
+    assert (value.get_int64(), index) == (49, 0)
+    value, index = fmap.next()
+    assert value is None and index == 1
+
+
+def test_leaving_the_with_block_ends_the_workers():
+    mapper = FastMap.Mapper(argv=C_WORKER)
+    with mapper.map() as fmap:
+        fmap.push(GLib.Variant('x', 3))
+        assert next(fmap).get_int64() == 9
+        pids = [fmap.get_worker_pid(i) for i in range(fmap.get_n_workers())]
+        assert all(pid > 0 for pid in pids)
+    assert wait_no_children() == []
+
+
+def test_source_is_pulled_lazily_in_the_consumer_thread():
+    import threading
+    pulled, threads = [], set()
+
+    def source(*unused):
+        threads.add(threading.get_ident())
+        if len(pulled) == 50:
+            return None
+        pulled.append(len(pulled))
+        return GLib.Variant('x', pulled[-1])
+
+    mapper = FastMap.Mapper(argv=C_WORKER, max_in_flight=8)
+    fmap = mapper.map()
+    fmap.set_source(source)
+    assert pulled == []
+    first = next(fmap)
+    assert first.get_int64() == 0
+    assert len(pulled) <= 9                 # the window, and the one that made room
+    assert [v.get_int64() for v in fmap] == [i * i for i in range(1, 50)]
+    assert threads == {threading.get_ident()}
+
+
+def test_worker_that_cannot_start_is_a_fastmap_error():
+    mapper = FastMap.Mapper(argv=['/nonexistent/fastmap-worker'])
+    fmap = mapper.map()
+    fmap.push(GLib.Variant('x', 1))
+    fmap.close()
+    with pytest.raises(GLib.Error) as info:
+        fmap.next()
+    assert info.value.matches(FastMap.error_quark(), FastMap.Error.WORKER_FAILED)
+    assert info.value.domain == 'fm-error-quark'
+
+
+def test_signals_in_the_main_context_of_the_map():
+    results, failures, finished = [], [], []
+    loop = GLib.MainLoop()
+    fmap = pushed_map(C_WORKER, 20)
+    fmap.connect('result', lambda m, index, value: results.append((index, value.get_int64())))
+    fmap.connect('task-failed', lambda m, index, error: failures.append(index))
+
+    def on_finished(m, error):
+        finished.append(error)
+        loop.quit()
+
+    fmap.connect('finished', on_finished)
+    GLib.timeout_add_seconds(60, loop.quit)
+    loop.run()
+    assert results == [(i, i * i) for i in range(20)]
+    assert failures == [] and finished == [None]
+
+
+def test_next_async():
+    loop = GLib.MainLoop()
+    got = []
+    fmap = pushed_map(C_WORKER, 5)
+
+    def on_next(m, result, *unused):
+        try:
+            value, index = m.next_finish(result)
+        except Exception as e:  # kept for the assert after the loop
+            got.append(e)
+            loop.quit()
+            return
+        if value is None:
+            loop.quit()
+            return
+        got.append((index, value.get_int64()))
+        m.next_async(None, on_next)
+
+    fmap.next_async(None, on_next)
+    loop.run()
+    assert got == [(i, i * i) for i in range(5)]
