@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +86,7 @@
 /* A push dispatches at once while workers hold fewer than this many
  * tasks each; past that, pushes gather into batches that go out when a
  * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
+#define SEND_TIMEOUT_S   10
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
 
@@ -121,6 +123,8 @@ typedef struct
   gboolean     said_hello;
   gboolean     swap;       /* its byte order is not ours */
   gboolean     dead;
+  gboolean     retiring;   /* it timed a task out and exits: not the others' fault */
+  gboolean     isolating;  /* it runs a suspect task alone */
 } Proc;
 
 struct _FmMap
@@ -144,7 +148,8 @@ struct _FmMap
   guint64       next_index;       /* next index to give an input task */
   guint64       n_delivered;
   GQueue        pending;          /* GVariant*: tasks [dispatch_next, next_index) */
-  GArray       *retry;            /* guint64: indexes in SLOT_RETRY */
+  GArray       *retry;            /* guint64: indexes in SLOT_RETRY, oldest first */
+  GArray       *suspects;         /* guint64: SLOT_RETRY indexes that run alone */
   guint64      *done_queue;       /* unordered: DONE indexes, a ring */
   guint64       done_head;
   guint64       done_len;
@@ -405,7 +410,7 @@ fill_locked (FmMap *self)
 static guint64
 proc_room (Proc *p)
 {
-  if (p->dead || p->outstanding >= p->credit)
+  if (p->dead || p->isolating || p->outstanding >= p->credit)
     return 0;
   return p->credit - p->outstanding;
 }
@@ -447,6 +452,18 @@ fail_task_locked (FmMap   *self,
   complete_slot_locked (self, index, NULL, error);
 }
 
+/* A write that fails means a worker that is gone or stuck: kill it, and
+ * its reader then runs again elsewhere what it held. */
+static void
+send_tasks (Proc           *p,
+            const guint64  *indexes,
+            GVariant      **values,
+            guint           count)
+{
+  if (!fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL))
+    g_subprocess_force_exit (p->process);
+}
+
 /* Sends up to @n tasks to @p, in frames of one value type each. */
 static void
 send_batch_locked (FmMap *self,
@@ -478,8 +495,7 @@ send_batch_locked (FmMap *self,
           (count == G_N_ELEMENTS (values) || bytes + size > MAX_BATCH_BYTES ||
            !g_str_equal (g_variant_get_type_string (values[0]), g_variant_get_type_string (task))))
         {
-          /* A failed write is a dead worker: its reader requeues these. */
-          fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL);
+          send_tasks (p, indexes, values, count);
           count = 0;
           bytes = 0;
         }
@@ -492,7 +508,30 @@ send_batch_locked (FmMap *self,
       sent++;
     }
   if (count > 0)
-    fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL);
+    send_tasks (p, indexes, values, count);
+}
+
+/* Gives each suspect a worker of its own, where a death is its own. */
+static void
+dispatch_suspects_locked (FmMap *self)
+{
+  for (guint i = 0; i < self->procs->len && self->suspects->len > 0; i++)
+    {
+      Proc *p = g_ptr_array_index (self->procs, i);
+      guint64 index;
+      Slot *s;
+
+      if (p == NULL || p->dead || p->isolating || p->outstanding > 0)
+        continue;
+      index = g_array_index (self->suspects, guint64, 0);
+      g_array_remove_index (self->suspects, 0);
+      s = slot_at (self, index);
+      s->state = SLOT_SENT;
+      s->worker = p->id;
+      p->outstanding = 1;
+      p->isolating = TRUE;
+      send_tasks (p, &index, &s->task, 1);
+    }
 }
 
 static void
@@ -500,6 +539,8 @@ dispatch_locked (FmMap *self)
 {
   if (self->fatal != NULL || self->stopping)
     return;
+
+  dispatch_suspects_locked (self);
 
   for (;;)
     {
@@ -556,6 +597,7 @@ apply_results_locked (FmMap       *self,
           return FALSE;
         }
       p->outstanding--;
+      p->isolating = p->isolating && p->outstanding > 0;
       complete_slot_locked (self, index, g_variant_get_child_value (batch->values, i), NULL);
     }
   p->credit = MAX (batch->credit, 1);
@@ -581,6 +623,10 @@ apply_error_locked (FmMap    *self,
       return FALSE;
     }
   p->outstanding--;
+  p->isolating = p->isolating && p->outstanding > 0;
+  /* A worker that timed a task out exits next: see fm-worker.c. */
+  if (g_error_matches (task_error, FM_ERROR, FM_ERROR_TIMED_OUT))
+    p->retiring = TRUE;
   complete_slot_locked (self, index, NULL, task_error);
   return TRUE;
 }
@@ -670,30 +716,56 @@ describe_exit (Proc *p)
                           p->id, p->pid, WEXITSTATUS (status));
 }
 
+/* How a death counts against a task the dead worker held: fully when the
+ * task ran alone there; when several shared the worker, up to max-retries
+ * only, after which the task runs alone (a suspect). Not at all when the
+ * worker never said hello (it ran nothing) or exited because another task
+ * timed out. */
+static guint
+count_death (FmMap *self,
+             Proc  *p,
+             Slot  *s)
+{
+  guint max = self->config.max_retries;
+
+  if (!p->said_hello || p->retiring)
+    return s->deaths;
+  if (p->isolating || max == 0)
+    return s->deaths + 1;
+  return MIN ((guint) s->deaths + 1, max);
+}
+
 /* Runs again, elsewhere, what a dead worker held. */
 static void
 requeue_locked (FmMap      *self,
                 Proc       *p,
                 const char *why)
 {
+  guint max = self->config.max_retries;
+
   for (guint64 i = self->base; i < self->dispatch_next; i++)
     {
       Slot *s = slot_at (self, i);
 
       if (s->state != SLOT_SENT || s->worker != p->id)
         continue;
-      if (p->said_hello && ++s->deaths > self->config.max_retries)
+      s->deaths = MIN (count_death (self, p, s), G_MAXUINT8);
+      if (s->deaths > max)
         {
           fail_task_locked (self, i,
                             g_error_new (FM_ERROR, FM_ERROR_WORKER_DIED,
-                                         "Task %" G_GUINT64_FORMAT " was held by %u workers that died; the last: %s",
+                                         "Task %" G_GUINT64_FORMAT " killed %u workers; the last: %s",
                                          i, (guint) s->deaths, why));
           continue;
         }
       s->state = SLOT_RETRY;
-      g_array_append_val (self->retry, i);
+      if (s->deaths > 0 && s->deaths >= max)
+        g_array_append_val (self->suspects, i);
+      else
+        g_array_append_val (self->retry, i);
     }
   p->outstanding = 0;
+  p->isolating = FALSE;
 }
 
 static guint
@@ -814,6 +886,12 @@ proc_start (FmMap   *self,
       g_subprocess_launcher_setenv (launcher, kv[0], kv[1] ? kv[1] : "", TRUE);
     }
 
+  /* A worker that stops reading (stopped, or hung in its reader) must not
+   * hold the map's lock forever: a write that waits this long fails, and
+   * the worker is then treated as dead. */
+  setsockopt (sv[0], SOL_SOCKET, SO_SNDTIMEO,
+              &(struct timeval) { .tv_sec = SEND_TIMEOUT_S }, sizeof (struct timeval));
+
   p = g_new0 (Proc, 1);
   p->map = self;
   p->id = id;
@@ -837,6 +915,7 @@ proc_start (FmMap   *self,
 
   config.threads = p->threads;
   config.byte_order = G_BYTE_ORDER;
+  config.timeout_ms = self->config.task_timeout;
   /* A worker that is already gone is noticed by its reader. */
   fm_wire_write_config (p->fd, &config, NULL);
 
@@ -924,6 +1003,7 @@ fm_map_finalize (GObject *object)
   g_free (self->done_queue);
   g_queue_clear_full (&self->pending, (GDestroyNotify) g_variant_unref);
   g_array_unref (self->retry);
+  g_array_unref (self->suspects);
   g_ptr_array_unref (self->procs);
   g_ptr_array_unref (self->retired);
   g_clear_error (&self->fatal);
@@ -999,6 +1079,7 @@ fm_map_init (FmMap *self)
   g_queue_init (&self->pending);
   g_queue_init (&self->async_waiters);
   self->retry = g_array_new (FALSE, FALSE, sizeof (guint64));
+  self->suspects = g_array_new (FALSE, FALSE, sizeof (guint64));
   self->procs = g_ptr_array_new_with_free_func ((GDestroyNotify) proc_free);
   self->retired = g_ptr_array_new_with_free_func ((GDestroyNotify) proc_free);
 }

@@ -98,6 +98,7 @@ struct _FmMapper
   guint     threads_limit;
   guint     max_in_flight;
   guint     max_retries;
+  guint     task_timeout;
   gboolean  ordered;
 };
 
@@ -111,6 +112,7 @@ enum {
   PROP_ORDERED,
   PROP_MAX_IN_FLIGHT,
   PROP_MAX_RETRIES,
+  PROP_TASK_TIMEOUT,
   N_PROPS
 };
 
@@ -155,6 +157,9 @@ fm_mapper_get_property (GObject    *object,
     case PROP_MAX_RETRIES:
       g_value_set_uint (value, self->max_retries);
       break;
+    case PROP_TASK_TIMEOUT:
+      g_value_set_uint (value, self->task_timeout);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -198,7 +203,10 @@ fm_mapper_set_property (GObject      *object,
       fm_mapper_set_max_in_flight (self, g_value_get_uint (value));
       break;
     case PROP_MAX_RETRIES:
-      set_uint_property (self, &self->max_retries, g_value_get_uint (value), PROP_MAX_RETRIES);
+      fm_mapper_set_max_retries (self, g_value_get_uint (value));
+      break;
+    case PROP_TASK_TIMEOUT:
+      fm_mapper_set_task_timeout (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -282,11 +290,36 @@ fm_mapper_class_init (FmMapperClass *klass)
    *
    * How many times a task whose worker died under it runs again on
    * another worker. A task that has killed #FmMapper:max-retries + 1
-   * workers fails with %FM_ERROR_WORKER_DIED.
+   * workers fails with %FM_ERROR_WORKER_DIED, whose message names the
+   * task and how its last worker ended; the run goes on.
+   *
+   * When a worker that held several tasks dies, fastmap cannot tell which
+   * one killed it: such a death counts against each of them, but never
+   * beyond #FmMapper:max-retries. A task that reached it runs again alone
+   * in a worker, where a death can only be its own. So a task that kills
+   * every worker it runs in fails, and the tasks that shared a worker with
+   * it do not. With #FmMapper:max-retries 0, any death fails every task
+   * the worker held.
    */
   properties [PROP_MAX_RETRIES] =
     g_param_spec_uint ("max-retries", "Max retries", "How many times a task runs again after its worker died",
                        0, 100, DEFAULT_MAX_RETRIES,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:task-timeout:
+   *
+   * How long, in milliseconds, a task may run (0, the default: no
+   * limit). A task that runs longer fails with %FM_ERROR_TIMED_OUT. A
+   * thread cannot be stopped, so its worker process is killed and
+   * replaced; the other tasks it held run again, and that death does not
+   * count against their #FmMapper:max-retries. The worker watches its own
+   * tasks, from the moment each starts, so time spent waiting in a queue
+   * does not count.
+   */
+  properties [PROP_TASK_TIMEOUT] =
+    g_param_spec_uint ("task-timeout", "Task timeout", "How long a task may run, in ms, 0 for no limit",
+                       0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -553,6 +586,71 @@ fm_mapper_set_max_in_flight (FmMapper *self,
 }
 
 /**
+ * fm_mapper_get_max_retries:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:max-retries.
+ *
+ * Returns: how many times a task whose worker died runs again
+ */
+guint
+fm_mapper_get_max_retries (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), 0);
+
+  return self->max_retries;
+}
+
+/**
+ * fm_mapper_set_max_retries:
+ * @self: an #FmMapper
+ * @max_retries: how many times a task whose worker died runs again
+ *
+ * Sets #FmMapper:max-retries. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_max_retries (FmMapper *self,
+                           guint     max_retries)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+  g_return_if_fail (max_retries <= 100);
+
+  set_uint_property (self, &self->max_retries, max_retries, PROP_MAX_RETRIES);
+}
+
+/**
+ * fm_mapper_get_task_timeout:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:task-timeout.
+ *
+ * Returns: how long a task may run, in milliseconds, 0 for no limit
+ */
+guint
+fm_mapper_get_task_timeout (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), 0);
+
+  return self->task_timeout;
+}
+
+/**
+ * fm_mapper_set_task_timeout:
+ * @self: an #FmMapper
+ * @task_timeout: how long a task may run, in milliseconds, 0 for no limit
+ *
+ * Sets #FmMapper:task-timeout. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_task_timeout (FmMapper *self,
+                            guint     task_timeout)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  set_uint_property (self, &self->task_timeout, task_timeout, PROP_TASK_TIMEOUT);
+}
+
+/**
  * fm_mapper_map:
  * @self: an #FmMapper
  * @cancellable: (nullable): a #GCancellable, or %NULL
@@ -594,5 +692,6 @@ fm_mapper_map (FmMapper     *self,
   config.ordered = self->ordered;
   config.max_in_flight = self->max_in_flight ? self->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
   config.max_retries = self->max_retries;
+  config.task_timeout = self->task_timeout;
   return _fm_map_new (&config, cancellable);
 }

@@ -55,6 +55,17 @@ void        fm_mapper_set_max_in_flight   (FmMapper           *self,
                                            guint               max_in_flight);
 
 FM_AVAILABLE_IN_ALL
+guint       fm_mapper_get_max_retries     (FmMapper           *self);
+FM_AVAILABLE_IN_ALL
+void        fm_mapper_set_max_retries     (FmMapper           *self,
+                                           guint               max_retries);
+FM_AVAILABLE_IN_ALL
+guint       fm_mapper_get_task_timeout    (FmMapper           *self);
+FM_AVAILABLE_IN_ALL
+void        fm_mapper_set_task_timeout    (FmMapper           *self,
+                                           guint               task_timeout);
+
+FM_AVAILABLE_IN_ALL
 FmMap      *fm_mapper_map                 (FmMapper           *self,
                                            GCancellable       *cancellable);
 

@@ -26,6 +26,7 @@ typedef struct
   gboolean ordered;
   guint    max_in_flight;    /* resolved: never 0 */
   guint    max_retries;
+  guint    task_timeout;     /* ms, 0: none */
 } FmMapConfig;
 
 FmMap    *_fm_map_new              (const FmMapConfig  *config,

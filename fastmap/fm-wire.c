@@ -245,12 +245,13 @@ fm_wire_write_config (int                 fd,
                       const FmWireConfig *config,
                       GError            **error)
 {
-  guint8 p[16];
+  guint8 p[20];
 
   put_u32 (p, FM_WIRE_MAGIC);
   put_u32 (p + 4, FM_WIRE_VERSION);
   put_u32 (p + 8, G_BYTE_ORDER);
   put_u32 (p + 12, config->threads);
+  put_u32 (p + 16, config->timeout_ms);
   return write_simple (fd, FM_FRAME_CONFIG, p, sizeof p, error);
 }
 
@@ -262,10 +263,11 @@ fm_wire_parse_config (GBytes        *payload,
   gsize size;
   const guint8 *p = g_bytes_get_data (payload, &size);
 
-  if (!check_preamble (p, size, 16, error))
+  if (!check_preamble (p, size, 20, error))
     return FALSE;
   config->byte_order = get_u32 (p + 8);
   config->threads = get_u32 (p + 12);
+  config->timeout_ms = get_u32 (p + 16);
   return TRUE;
 }
 

@@ -17,7 +17,8 @@ G_BEGIN_DECLS
  * buffer is 8-aligned, which GVariant needs to read data in place.
  *
  *   CONFIG  (parent → worker, first frame):  u32 magic, u32 version,
- *            u32 byte order (G_BYTE_ORDER of the sender), u32 threads (0 = no limit)
+ *            u32 byte order (G_BYTE_ORDER of the sender), u32 threads (0 = no limit),
+ *            u32 task timeout in ms (0 = none)
  *   HELLO   (worker → parent, first frame):  u32 magic, u32 version,
  *            u32 byte order, u32 reserved, i64 pid
  *   TASKS   (parent → worker) and
@@ -66,6 +67,7 @@ typedef struct
 {
   guint32 threads;
   guint32 byte_order;
+  guint32 timeout_ms;
 } FmWireConfig;
 
 typedef struct

@@ -50,6 +50,13 @@ typedef struct
   guint     n;
 } Batch;
 
+/* What a runner is running, for the task-timeout watchdog. */
+typedef struct
+{
+  guint64  index;
+  gint64   started;       /* monotonic µs, 0 when between tasks */
+} Running;
+
 typedef struct
 {
   FmFunction   func;
@@ -70,6 +77,8 @@ typedef struct
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gboolean     stopping;
+  gint64       timeout_us;      /* task-timeout, 0: none; immutable once serving */
+  GPtrArray   *running;         /* Running*, one per runner, with a timeout */
 
   GMutex       write_lock;      /* one frame at a time on out_fd */
 } Worker;
@@ -123,9 +132,9 @@ spawn_runners_locked (Worker  *w,
       w->runners++;
       if (!g_thread_pool_push (w->pool, w, &error))
         {
-          /* Tasks stay queued: the runners there are, or the ticker's
-           * next try, take them. */
-          w->runners--;
+          /* The system refused a thread. The job stays in the pool's
+           * queue and runs when a thread is free; the tasks wait in ours.
+           * The ticker tries again if no thread runs at all. */
           break;
         }
     }
@@ -183,11 +192,26 @@ call_function (Worker    *w,
 }
 
 static void
-run_chunk (Worker *w,
-           Batch  *b,
-           guint   start,
-           guint   n,
-           guint32 credit)
+watch_task (Worker  *w,
+            Running *r,
+            guint64  index,
+            gint64   started)
+{
+  if (r == NULL)
+    return;
+  g_mutex_lock (&w->lock);
+  r->index = index;
+  r->started = started;
+  g_mutex_unlock (&w->lock);
+}
+
+static void
+run_chunk (Worker  *w,
+           Running *r,
+           Batch   *b,
+           guint    start,
+           guint    n,
+           guint32  credit)
 {
   GVariant *stack_values[64];
   guint64 stack_indexes[64];
@@ -199,7 +223,11 @@ run_chunk (Worker *w,
     {
       g_autoptr(GVariant) task = g_variant_get_child_value (b->values, start + i);
       g_autoptr(GError) error = NULL;
-      GVariant *result = call_function (w, task, &error);
+      GVariant *result;
+
+      watch_task (w, r, b->indexes[start + i], g_get_monotonic_time ());
+      result = call_function (w, task, &error);
+      watch_task (w, r, 0, 0);
 
       if (result == NULL)
         {
@@ -255,10 +283,14 @@ runner (gpointer data,
         gpointer pool_data)
 {
   Worker *w = data;
+  Running running = { 0, 0 };
+  Running *r = w->timeout_us > 0 ? &running : NULL;
   gint64 elapsed = 0;
   guint done = 0;
 
   g_mutex_lock (&w->lock);
+  if (r != NULL)
+    g_ptr_array_add (w->running, r);
   for (;;)
     {
       Batch *b;
@@ -283,15 +315,54 @@ runner (gpointer data,
       g_mutex_unlock (&w->lock);
 
       t0 = g_get_monotonic_time ();
-      run_chunk (w, b, start, n, credit);
+      run_chunk (w, r, b, start, n, credit);
       elapsed = (g_get_monotonic_time () - t0) * 1000;
       done = n;
       batch_unref (b);
 
       g_mutex_lock (&w->lock);
     }
+  if (r != NULL)
+    g_ptr_array_remove_fast (w->running, r);
   w->runners--;
   g_mutex_unlock (&w->lock);
+}
+
+/* A thread cannot be stopped: a task past its time fails, and the
+ * worker exits so that the parent replaces it. The error frame goes out
+ * before the end of the stream, so the parent knows why this worker died
+ * and does not hold the death against the other tasks it had. */
+static void
+check_timeouts_locked (Worker *w,
+                       gint64  now)
+{
+  gboolean expired = FALSE;
+
+  for (guint i = 0; i < w->running->len; i++)
+    {
+      Running *r = g_ptr_array_index (w->running, i);
+      g_autoptr(GError) error = NULL;
+
+      if (r->started == 0 || now - r->started < w->timeout_us)
+        continue;
+      error = g_error_new (FM_ERROR, FM_ERROR_TIMED_OUT,
+                           "Task %" G_GUINT64_FORMAT " ran longer than %" G_GINT64_FORMAT " ms",
+                           r->index, w->timeout_us / 1000);
+      g_mutex_lock (&w->write_lock);
+      fm_wire_write_error (w->out_fd, r->index, error, NULL, NULL);
+      g_mutex_unlock (&w->write_lock);
+      expired = TRUE;
+    }
+  if (expired)
+    _exit (3);
+}
+
+static gint64
+tick_interval (Worker *w)
+{
+  if (w->timeout_us == 0)
+    return STALL_US;
+  return CLAMP (w->timeout_us / 8, STALL_US, 50 * 1000);
 }
 
 static gpointer
@@ -303,21 +374,31 @@ ticker (gpointer data)
   while (!w->stopping)
     {
       gint64 now = g_get_monotonic_time ();
+      gboolean can_grow = w->threads_limit == 0 || w->runners < w->threads_limit;
 
-      if (w->queued == 0 || (w->threads_limit > 0 && w->runners >= w->threads_limit))
+      if (w->timeout_us > 0)
+        check_timeouts_locked (w, now);
+      if ((w->queued == 0 || !can_grow) && (w->timeout_us == 0 || w->busy == 0))
         {
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
-      if (w->runners == 0 || now - w->last_progress >= STALL_US)
+      if (w->queued > 0 && can_grow && now - w->last_progress >= STALL_US)
         {
           /* Every runner is stuck in a task: tasks block, so give each
            * waiting task a thread of its own. */
           w->cost_ns = 0;
           w->last_progress = now;
           spawn_runners_locked (w, w->queued);
+          /* Jobs wait in the pool with no thread to run them: the system
+           * refused every one so far. Ask for one more. */
+          if (w->busy == 0 && w->runners > 0)
+            {
+              w->runners++;
+              g_thread_pool_push (w->pool, w, NULL);
+            }
         }
-      g_cond_wait_until (&w->tick_cond, &w->lock, now + STALL_US);
+      g_cond_wait_until (&w->tick_cond, &w->lock, now + tick_interval (w));
     }
   g_mutex_unlock (&w->lock);
   return NULL;
@@ -402,6 +483,7 @@ handshake (Worker  *w,
     return -1;
 
   w->threads_limit = config.threads;
+  w->timeout_us = (gint64) config.timeout_ms * 1000;
   w->swap = config.byte_order != G_BYTE_ORDER;
   if (fm_wire_write_hello (w->out_fd, &local_error))
     return 1;
@@ -488,6 +570,7 @@ fm_worker_serve (FmFunction   func,
   g_mutex_init (&w->write_lock);
   g_cond_init (&w->tick_cond);
   g_queue_init (&w->batches);
+  w->running = g_ptr_array_new ();
 
   /* Nothing runs yet if these fail; the few bytes of w are left to exit. */
   if (!take_stdio (w, error))
