@@ -407,12 +407,36 @@ fill_locked (FmMap *self)
 
 /* ---- dispatch ------------------------------------------------------ */
 
+/* How many tasks a worker should hold: what it asks for, and no more
+ * than its share of the window. */
 static guint64
-proc_room (Proc *p)
+proc_cap (FmMap *self,
+          Proc  *p)
 {
-  if (p->dead || p->isolating || p->outstanding >= p->credit)
+  guint64 share = (self->config.max_in_flight + self->procs->len - 1) / self->procs->len;
+
+  return MIN (p->credit, share);
+}
+
+static guint64
+proc_room (FmMap *self,
+           Proc  *p)
+{
+  guint64 cap = proc_cap (self, p);
+
+  if (p->dead || p->isolating || p->outstanding >= cap)
     return 0;
-  return p->credit - p->outstanding;
+  return cap - p->outstanding;
+}
+
+/* New tasks go to a worker once it has run down to half of what it
+ * should hold, and then fill it up: tasks travel in batches of at least
+ * half a worker's share, never one frame per freed slot. */
+static gboolean
+proc_hungry (FmMap *self,
+             Proc  *p)
+{
+  return p->outstanding <= proc_cap (self, p) / 2;
 }
 
 static gboolean
@@ -534,6 +558,12 @@ dispatch_suspects_locked (FmMap *self)
     }
 }
 
+static guint64
+batch_min_locked (FmMap *self)
+{
+  return CLAMP (self->config.max_in_flight / 8, 1, 1024);
+}
+
 static void
 dispatch_locked (FmMap *self)
 {
@@ -547,10 +577,19 @@ dispatch_locked (FmMap *self)
       guint64 window_end = self->base + self->config.max_in_flight;
       guint64 fresh = MIN (self->pending.length,
                            window_end > self->dispatch_next ? window_end - self->dispatch_next : 0);
-      guint64 total = self->retry->len + fresh;
+      guint64 total;
       guint n_procs = self->procs->len;
       guint with_room = 0;
       Proc *best = NULL;
+
+      /* When the window, not the workers, holds tasks back (the consumer
+       * is slower, or a result before the others is late), each delivery
+       * frees one slot: wait until a batch's worth is free, unless the
+       * consumer is about to wait or this is the end of the input. */
+      if (fresh < batch_min_locked (self) && ready_locked (self) &&
+          !(self->input_closed && fresh == self->pending.length))
+        fresh = 0;
+      total = self->retry->len + fresh;
 
       if (total == 0)
         return;
@@ -559,10 +598,11 @@ dispatch_locked (FmMap *self)
         {
           Proc *p = g_ptr_array_index (self->procs, (self->rr + k) % n_procs);
 
-          if (p == NULL || proc_room (p) == 0)
+          if (p == NULL || proc_room (self, p) == 0 ||
+              (self->retry->len == 0 && !proc_hungry (self, p)))
             continue;
           with_room++;
-          if (best == NULL || proc_room (p) > proc_room (best))
+          if (best == NULL || proc_room (self, p) > proc_room (self, best))
             best = p;
         }
       if (best == NULL)
@@ -570,7 +610,7 @@ dispatch_locked (FmMap *self)
 
       self->rr = (best->id + 1) % n_procs;
       send_batch_locked (self, best,
-                         MIN (MIN ((total + with_room - 1) / with_room, proc_room (best)),
+                         MIN (MIN ((total + with_room - 1) / with_room, proc_room (self, best)),
                               MAX_BATCH));
     }
 }

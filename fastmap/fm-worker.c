@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
@@ -41,6 +42,10 @@
 #define CHUNK_TARGET_NS     (200 * 1000)
 #define MAX_CHUNK           4096
 #define STALL_US            1000
+/* A runner with nothing to do waits this long for more before its
+ * thread goes back to the pool: batches that follow each other reuse
+ * threads instead of making new ones. */
+#define LINGER_US           (200 * 1000)
 
 typedef struct
 {
@@ -74,6 +79,8 @@ typedef struct
   guint64      queued;
   guint        runners;         /* jobs pushed and not returned */
   guint        busy;            /* runners inside a chunk */
+  guint        waiting;         /* runners lingering for work */
+  GCond        work_cond;       /* signalled when work is queued */
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gboolean     stopping;
@@ -112,16 +119,18 @@ credit_locked (Worker *w)
   return MIN ((guint64) w->threads_limit * chunk_size_locked (w) * 2, G_MAXUINT32);
 }
 
-/* Starts runners so that @chunks chunks of the queue each have one:
- * runners that are not inside a chunk now take one soon, so only the
- * shortfall starts. */
+/* Starts runners so that @chunks chunks of the queue each have one,
+ * but at most @max_more of them: runners that are not inside a chunk now
+ * take one soon, so only the shortfall starts. */
 static void
 spawn_runners_locked (Worker  *w,
-                      guint64  chunks)
+                      guint64  chunks,
+                      guint64  max_more)
 {
   guint idle = w->runners - w->busy;
   guint64 more = chunks > idle ? chunks - idle : 0;
 
+  more = MIN (more, max_more);
   if (w->threads_limit > 0)
     more = MIN (more, w->threads_limit > w->runners ? w->threads_limit - w->runners : 0);
 
@@ -138,6 +147,12 @@ spawn_runners_locked (Worker  *w,
           break;
         }
     }
+}
+
+static guint64
+chunks_locked (Worker *w)
+{
+  return (w->queued + chunk_size_locked (w) - 1) / chunk_size_locked (w);
 }
 
 static void
@@ -306,6 +321,16 @@ runner (gpointer data,
           w->cost_ns = w->cost_ns <= 0 ? per_task : (3 * w->cost_ns + per_task) / 4;
           w->last_progress = g_get_monotonic_time ();
         }
+      if (w->queued == 0 && !w->stopping)
+        {
+          gint64 until = g_get_monotonic_time () + LINGER_US;
+
+          w->waiting++;
+          while (w->queued == 0 && !w->stopping &&
+                 g_cond_wait_until (&w->work_cond, &w->lock, until))
+            ;
+          w->waiting--;
+        }
       if (w->queued == 0 || w->stopping)
         break;
 
@@ -365,16 +390,33 @@ tick_interval (Worker *w)
   return CLAMP (w->timeout_us / 8, STALL_US, 50 * 1000);
 }
 
+static gint64
+process_cpu_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
 static gpointer
 ticker (gpointer data)
 {
   Worker *w = data;
+  gint64 last_tick = g_get_monotonic_time ();
+  gint64 last_cpu = process_cpu_us ();
 
   g_mutex_lock (&w->lock);
   while (!w->stopping)
     {
       gint64 now = g_get_monotonic_time ();
+      gint64 cpu = process_cpu_us ();
+      /* Runners that compute use the CPU; runners that block do not. */
+      gboolean computing = 2 * (cpu - last_cpu) >= now - last_tick;
       gboolean can_grow = w->threads_limit == 0 || w->runners < w->threads_limit;
+
+      last_tick = now;
+      last_cpu = cpu;
 
       if (w->timeout_us > 0)
         check_timeouts_locked (w, now);
@@ -383,13 +425,14 @@ ticker (gpointer data)
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
-      if (w->queued > 0 && can_grow && now - w->last_progress >= STALL_US)
+      if (w->queued > 0 && can_grow && !computing && now - w->last_progress >= STALL_US)
         {
-          /* Every runner is stuck in a task: tasks block, so give each
-           * waiting task a thread of its own. */
-          w->cost_ns = 0;
+          /* No runner finished anything for a while, tasks wait, and the
+           * process hardly used the CPU: the runners block. Double them,
+           * up to a runner per chunk: waits overlap within a few ticks,
+           * and a wrong guess costs a few threads, not one per task. */
           w->last_progress = now;
-          spawn_runners_locked (w, w->queued);
+          spawn_runners_locked (w, chunks_locked (w), MAX (w->runners, 1));
           /* Jobs wait in the pool with no thread to run them: the system
            * refused every one so far. Ask for one more. */
           if (w->busy == 0 && w->runners > 0)
@@ -423,10 +466,12 @@ queue_batch (Worker      *w,
     w->last_progress = g_get_monotonic_time ();
   g_queue_push_tail (&w->batches, b);
   w->queued += b->n;
-  chunks = (w->queued + chunk_size_locked (w) - 1) / chunk_size_locked (w);
+  chunks = chunks_locked (w);
   if (w->cost_ns <= 0)
     chunks = MIN (chunks, PROBE_RUNNERS);
-  spawn_runners_locked (w, chunks);
+  for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
+    g_cond_signal (&w->work_cond);
+  spawn_runners_locked (w, chunks, G_MAXUINT64);
   g_cond_signal (&w->tick_cond);
   g_mutex_unlock (&w->lock);
 }
@@ -569,6 +614,7 @@ fm_worker_serve (FmFunction   func,
   g_mutex_init (&w->lock);
   g_mutex_init (&w->write_lock);
   g_cond_init (&w->tick_cond);
+  g_cond_init (&w->work_cond);
   g_queue_init (&w->batches);
   w->running = g_ptr_array_new ();
 
@@ -594,6 +640,7 @@ fm_worker_serve (FmFunction   func,
   g_mutex_lock (&w->lock);
   w->stopping = TRUE;
   g_cond_signal (&w->tick_cond);
+  g_cond_broadcast (&w->work_cond);
   g_mutex_unlock (&w->lock);
   g_thread_join (tick);
   close (w->in_fd);
