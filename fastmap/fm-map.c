@@ -99,9 +99,48 @@ typedef enum
   SLOT_DELIVERED,
 } SlotState;
 
+/* The tasks of one fm_map_push_array() call. Guarded by the map's lock,
+ * refcount included: the pending queue holds one while tasks remain to
+ * be dispatched, and each slot of one of its tasks holds one. */
 typedef struct
 {
-  GVariant *task;     /* owned while SENT or RETRY */
+  GVariant     *array;     /* owned */
+  const guint8 *data;      /* its bytes, when its children have a fixed size */
+  gsize         elem_size; /* that size, or 0 */
+  guint64       n;
+  guint64       taken;     /* children dispatched so far */
+  guint         refs;
+} Segment;
+
+static void
+segment_unref (Segment *seg)
+{
+  if (--seg->refs > 0)
+    return;
+  g_variant_unref (seg->array);
+  g_free (seg);
+}
+
+/* The pending queue holds GVariant* (one pushed task) and Segment*
+ * tagged with the low bit (pointers are at least 2-aligned). */
+#define SEGMENT_TAG ((gsize) 1)
+#define IS_SEGMENT(item) ((GPOINTER_TO_SIZE (item) & SEGMENT_TAG) != 0)
+#define AS_SEGMENT(item) ((Segment *) GSIZE_TO_POINTER (GPOINTER_TO_SIZE (item) & ~SEGMENT_TAG))
+
+static void
+pending_item_free (gpointer item)
+{
+  if (IS_SEGMENT (item))
+    segment_unref (AS_SEGMENT (item));
+  else
+    g_variant_unref (item);
+}
+
+typedef struct
+{
+  GVariant *task;     /* owned while SENT or RETRY (NULL while seg holds it) */
+  Segment  *seg;      /* a reference, when the task is a child of a pushed array */
+  guint64   seg_pos;  /* which child */
   GVariant *value;    /* owned while DONE, when the task succeeded */
   GError   *error;    /* owned while DONE, when it failed */
   guint16   worker;   /* the worker that holds it, while SENT */
@@ -147,7 +186,8 @@ struct _FmMap
   guint64       dispatch_next;    /* next index never dispatched */
   guint64       next_index;       /* next index to give an input task */
   guint64       n_delivered;
-  GQueue        pending;          /* GVariant*: tasks [dispatch_next, next_index) */
+  GQueue        pending;          /* tasks [dispatch_next, next_index): GVariant* or Segment* */
+  guint64       n_pending;        /* how many tasks that is */
   GArray       *retry;            /* guint64: indexes in SLOT_RETRY, oldest first */
   GArray       *suspects;         /* guint64: SLOT_RETRY indexes that run alone */
   guint64      *done_queue;       /* unordered: DONE indexes, a ring */
@@ -196,9 +236,29 @@ slot_at (FmMap   *self,
 }
 
 static void
-slot_clear (Slot *s)
+slot_drop_task (Slot *s)
 {
   g_clear_pointer (&s->task, g_variant_unref);
+  g_clear_pointer (&s->seg, segment_unref);
+}
+
+/* The task as a GVariant of its own, for the ways that need one: a task
+ * of a pushed array gets its own only if it has to run again. */
+static GVariant *
+slot_task (Slot *s)
+{
+  if (s->task == NULL)
+    {
+      s->task = g_variant_get_child_value (s->seg->array, s->seg_pos);
+      g_clear_pointer (&s->seg, segment_unref);
+    }
+  return s->task;
+}
+
+static void
+slot_clear (Slot *s)
+{
+  slot_drop_task (s);
   g_clear_pointer (&s->value, g_variant_unref);
   g_clear_error (&s->error);
   s->state = SLOT_FREE;
@@ -299,7 +359,7 @@ complete_slot_locked (FmMap    *self,
 {
   Slot *s = slot_at (self, index);
 
-  g_clear_pointer (&s->task, g_variant_unref);
+  slot_drop_task (s);
   s->value = value;
   s->error = error;
   s->state = SLOT_DONE;
@@ -369,6 +429,7 @@ add_task_locked (FmMap    *self,
                  GVariant *task)
 {
   g_queue_push_tail (&self->pending, task);
+  self->n_pending++;
   self->next_index++;
 }
 
@@ -456,15 +517,27 @@ next_task_locked (FmMap     *self,
     }
   else
     {
-      if (self->pending.length == 0 ||
+      gpointer item = g_queue_peek_head (&self->pending);
+
+      if (item == NULL ||
           self->dispatch_next >= self->base + self->config.max_in_flight)
         return FALSE;
       *index = self->dispatch_next++;
       s = slot_at (self, *index);
       g_assert (s->state == SLOT_FREE);
-      s->task = g_queue_pop_head (&self->pending);
+      self->n_pending--;
+      if (!IS_SEGMENT (item))
+        s->task = g_queue_pop_head (&self->pending);
+      else
+        {
+          Segment *seg = AS_SEGMENT (item);
+
+          s->task = g_variant_get_child_value (seg->array, seg->taken++);
+          if (seg->taken == seg->n)
+            segment_unref (AS_SEGMENT (g_queue_pop_head (&self->pending)));
+        }
     }
-  *task = s->task;
+  *task = slot_task (s);
   return TRUE;
 }
 
@@ -488,6 +561,55 @@ send_tasks (Proc           *p,
     g_subprocess_force_exit (p->process);
 }
 
+/* Sends the next tasks as they are, when they are numbers of a pushed
+ * array: a slice of the array's bytes is an array of those tasks, so they
+ * travel without a GVariant of their own. */
+static gboolean
+send_slice_locked (FmMap *self,
+                   Proc  *p,
+                   guint  max,
+                   guint *sent)
+{
+  gpointer item = g_queue_peek_head (&self->pending);
+  guint64 window_end = self->base + self->config.max_in_flight;
+  g_autofree guint64 *indexes = NULL;
+  Segment *seg;
+  guint64 k;
+
+  if (item == NULL || !IS_SEGMENT (item) || AS_SEGMENT (item)->elem_size == 0 ||
+      self->dispatch_next >= window_end)
+    return FALSE;
+  seg = AS_SEGMENT (item);
+  k = MIN (MIN (max, seg->n - seg->taken), window_end - self->dispatch_next);
+  k = MIN (k, MAX_BATCH_BYTES / seg->elem_size);
+
+  indexes = g_new (guint64, k);
+  for (guint64 i = 0; i < k; i++)
+    {
+      Slot *s = slot_at (self, self->dispatch_next);
+
+      g_assert (s->state == SLOT_FREE);
+      s->seg = seg;
+      s->seg_pos = seg->taken + i;
+      seg->refs++;
+      s->state = SLOT_SENT;
+      s->worker = p->id;
+      indexes[i] = self->dispatch_next++;
+    }
+  p->outstanding += k;
+  self->n_pending -= k;
+  if (!fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
+                                g_variant_get_type_string (seg->array) + 1,
+                                seg->data + seg->taken * seg->elem_size,
+                                k * seg->elem_size, 0, NULL))
+    g_subprocess_force_exit (p->process);
+  seg->taken += k;
+  if (seg->taken == seg->n)
+    segment_unref (AS_SEGMENT (g_queue_pop_head (&self->pending)));
+  *sent += k;
+  return TRUE;
+}
+
 /* Sends up to @n tasks to @p, in frames of one value type each. */
 static void
 send_batch_locked (FmMap *self,
@@ -501,11 +623,24 @@ send_batch_locked (FmMap *self,
   guint64 index;
   GVariant *task;
 
-  while (sent < n && next_task_locked (self, &index, &task))
+  for (;;)
     {
-      gsize size = g_variant_get_size (task);
-      Slot *s = slot_at (self, index);
+      gsize size;
+      Slot *s;
 
+      if (sent < n && self->retry->len == 0 && send_slice_locked (self, p, n - sent, &sent))
+        {
+          if (count > 0)
+            send_tasks (p, indexes, values, count);
+          count = 0;
+          bytes = 0;
+          continue;
+        }
+      if (sent >= n || !next_task_locked (self, &index, &task))
+        break;
+
+      size = g_variant_get_size (task);
+      s = slot_at (self, index);
       if (size > MAX_BATCH_BYTES)
         {
           fail_task_locked (self, index,
@@ -554,6 +689,7 @@ dispatch_suspects_locked (FmMap *self)
       s->worker = p->id;
       p->outstanding = 1;
       p->isolating = TRUE;
+      slot_task (s);
       send_tasks (p, &index, &s->task, 1);
     }
 }
@@ -575,7 +711,7 @@ dispatch_locked (FmMap *self)
   for (;;)
     {
       guint64 window_end = self->base + self->config.max_in_flight;
-      guint64 fresh = MIN (self->pending.length,
+      guint64 fresh = MIN (self->n_pending,
                            window_end > self->dispatch_next ? window_end - self->dispatch_next : 0);
       guint64 total;
       guint n_procs = self->procs->len;
@@ -587,7 +723,7 @@ dispatch_locked (FmMap *self)
        * frees one slot: wait until a batch's worth is free, unless the
        * consumer is about to wait or this is the end of the input. */
       if (fresh < batch_min_locked (self) && ready_locked (self) &&
-          !(self->input_closed && fresh == self->pending.length))
+          !(self->input_closed && fresh == self->n_pending))
         fresh = 0;
       total = self->retry->len + fresh;
 
@@ -736,14 +872,60 @@ handle_frame (FmMap   *self,
   return ok;
 }
 
+static void
+on_waited (GObject      *source,
+           GAsyncResult *result,
+           gpointer      data)
+{
+  *(gboolean *) data = TRUE;
+}
+
+static gboolean
+on_wait_timeout (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Waits up to @timeout_ms for the process to exit on its own, then kills
+ * it, and waits for that. */
+static void
+reap (GSubprocess *process,
+      guint        timeout_ms)
+{
+  GMainContext *context = g_main_context_new ();
+  GSource *timeout = g_timeout_source_new (timeout_ms);
+  gboolean done = FALSE, late = FALSE;
+
+  g_main_context_push_thread_default (context);
+  g_source_set_callback (timeout, on_wait_timeout, &late, NULL);
+  g_source_attach (timeout, context);
+  g_subprocess_wait_async (process, NULL, on_waited, &done);
+  while (!done)
+    {
+      if (late)
+        {
+          g_subprocess_force_exit (process);
+          late = FALSE;
+        }
+      g_main_context_iteration (context, TRUE);
+    }
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+  g_main_context_pop_thread_default (context);
+  g_main_context_unref (context);
+}
+
 static char *
-describe_exit (Proc *p)
+describe_exit (Proc    *p,
+               gboolean stopping)
 {
   int status;
 
-  /* The worker closed its stream; make sure it is gone, then ask why. */
-  g_subprocess_force_exit (p->process);
-  g_subprocess_wait (p->process, NULL, NULL);
+  /* The worker closed its stream. At the end of a map it is exiting:
+   * give it a moment to finish (a Python worker, a profiler). Otherwise
+   * something broke: make sure it is gone. */
+  reap (p->process, stopping ? 2000 : 0);
   status = g_subprocess_get_status (p->process);
 
   if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
@@ -827,7 +1009,7 @@ handle_death (FmMap  *self,
               Proc   *p,
               GError *error)
 {
-  g_autofree char *why = describe_exit (p);
+  g_autofree char *why = describe_exit (p, g_atomic_int_get (&self->stopping));
   g_autoptr(GError) spawn_error = NULL;
 
   if (error != NULL)
@@ -1041,7 +1223,7 @@ fm_map_finalize (GObject *object)
     slot_clear (&self->slots[i]);
   g_free (self->slots);
   g_free (self->done_queue);
-  g_queue_clear_full (&self->pending, (GDestroyNotify) g_variant_unref);
+  g_queue_clear_full (&self->pending, pending_item_free);
   g_array_unref (self->retry);
   g_array_unref (self->suspects);
   g_ptr_array_unref (self->procs);
@@ -1315,9 +1497,67 @@ fm_map_push (FmMap    *self,
     }
   add_task_locked (self, task);
   at_workers = self->dispatch_next - self->n_delivered;
-  if (self->pending.length >= PUSH_BATCH ||
+  if (self->n_pending >= PUSH_BATCH ||
       at_workers < PUSH_EAGER * self->procs->len)
     dispatch_locked (self);
+  g_mutex_unlock (&self->lock);
+}
+
+/**
+ * fm_map_push_array:
+ * @self: an #FmMap
+ * @tasks: an array (its type starts with `a`); a floating reference is sunk
+ *
+ * Adds each child of @tasks at the end of the input, in order, as if each
+ * were given to fm_map_push(). It costs the caller one GVariant for all
+ * the tasks, and when they are numbers (an array of a basic fixed-size
+ * type, such as one made with g_variant_new_fixed_array() of `x`), the
+ * parent sends slices of the array's bytes as they are: no GVariant is
+ * made for a task unless it has to run again.
+ *
+ * The same rules as fm_map_push() apply: any thread, not after
+ * fm_map_close(), not on a map that has a source. Results still come one
+ * by one, with their own indexes.
+ */
+void
+fm_map_push_array (FmMap    *self,
+                   GVariant *tasks)
+{
+  Segment *seg;
+
+  g_return_if_fail (FM_IS_MAP (self));
+  g_return_if_fail (tasks != NULL);
+  g_return_if_fail (g_variant_is_of_type (tasks, G_VARIANT_TYPE_ARRAY));
+
+  g_variant_ref_sink (tasks);
+  if (g_variant_n_children (tasks) == 0)
+    {
+      g_variant_unref (tasks);
+      return;
+    }
+
+  seg = g_new0 (Segment, 1);
+  seg->array = tasks;
+  seg->n = g_variant_n_children (tasks);
+  seg->refs = 1;
+  seg->elem_size = fm_wire_fixed_size (g_variant_get_type_string (tasks) + 1);
+  if (seg->elem_size > 0 && g_variant_get_size (tasks) == seg->n * seg->elem_size)
+    seg->data = g_variant_get_data (tasks);
+  else
+    seg->elem_size = 0;
+
+  g_mutex_lock (&self->lock);
+  if (self->input_closed || self->source_func != NULL)
+    {
+      g_mutex_unlock (&self->lock);
+      segment_unref (seg);
+      g_critical ("fm_map_push_array: the map's input is closed or a source");
+      return;
+    }
+  g_queue_push_tail (&self->pending, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
+  self->n_pending += seg->n;
+  self->next_index += seg->n;
+  dispatch_locked (self);
   g_mutex_unlock (&self->lock);
 }
 

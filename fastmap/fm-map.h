@@ -24,6 +24,9 @@ FM_AVAILABLE_IN_ALL
 void        fm_map_push         (FmMap               *self,
                                  GVariant            *task);
 FM_AVAILABLE_IN_ALL
+void        fm_map_push_array   (FmMap               *self,
+                                 GVariant            *tasks);
+FM_AVAILABLE_IN_ALL
 void        fm_map_close        (FmMap               *self);
 FM_AVAILABLE_IN_ALL
 void        fm_map_set_source   (FmMap               *self,

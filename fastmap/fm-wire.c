@@ -303,31 +303,49 @@ fm_wire_parse_hello (GBytes       *payload,
   return TRUE;
 }
 
+/* The size of a value of @type when every value of it has one size, for
+ * the basic types (the ones tasks of numbers use), else 0. An array of
+ * such values serializes as their bytes one after the other. */
+gsize
+fm_wire_fixed_size (const char *type)
+{
+  if (type[0] == '\0' || type[1] != '\0')
+    return 0;
+  switch (type[0])
+    {
+    case 'b': case 'y':
+      return 1;
+    case 'n': case 'q':
+      return 2;
+    case 'i': case 'u': case 'h':
+      return 4;
+    case 'x': case 't': case 'd':
+      return 8;
+    default:
+      return 0;
+    }
+}
+
 gboolean
-fm_wire_write_batch (int               fd,
-                     FmFrameKind       kind,
-                     const guint64    *indexes,
-                     GVariant * const *values,
-                     guint             count,
-                     guint32           credit,
-                     GError          **error)
+fm_wire_write_raw_batch (int             fd,
+                         FmFrameKind     kind,
+                         const guint64  *indexes,
+                         guint           count,
+                         const char     *type,
+                         gconstpointer   data,
+                         gsize           size,
+                         guint32         credit,
+                         GError        **error)
 {
   static const guint8 zeros[8] = { 0 };
   guint8 header[FM_WIRE_HEADER_SIZE];
   guint8 batch[BATCH_HEADER_SIZE];
-  const char *type = g_variant_get_type_string (values[0]);
   gsize type_len = strlen (type);
   gsize pad = ALIGN8 (type_len) - type_len;
-  g_autoptr(GVariant) array = NULL;
   g_autofree guint64 *le = NULL;
   struct iovec iov[6];
-  gsize data_size;
 
   g_assert (count > 0);
-
-  /* The children are non-floating: the array takes a reference. */
-  array = g_variant_ref_sink (g_variant_new_array (NULL, values, count));
-  data_size = g_variant_get_size (array);
 
 #if G_BYTE_ORDER != G_LITTLE_ENDIAN
   le = g_new (guint64, count);
@@ -341,15 +359,55 @@ fm_wire_write_batch (int               fd,
   put_u32 (batch + 8, credit);
   put_u32 (batch + 12, 0);
   frame_header (header, kind,
-                BATCH_HEADER_SIZE + 8 * (gsize) count + type_len + pad + data_size);
+                BATCH_HEADER_SIZE + 8 * (gsize) count + type_len + pad + size);
 
   iov[0] = (struct iovec) { header, sizeof header };
   iov[1] = (struct iovec) { batch, sizeof batch };
   iov[2] = (struct iovec) { (void *) indexes, 8 * (gsize) count };
   iov[3] = (struct iovec) { (void *) type, type_len };
   iov[4] = (struct iovec) { (void *) zeros, pad };
-  iov[5] = (struct iovec) { (void *) g_variant_get_data (array), data_size };
+  iov[5] = (struct iovec) { (void *) data, size };
   return fm_wire_write_all (fd, iov, 6, error);
+}
+
+gboolean
+fm_wire_write_batch (int               fd,
+                     FmFrameKind       kind,
+                     const guint64    *indexes,
+                     GVariant * const *values,
+                     guint             count,
+                     guint32           credit,
+                     GError          **error)
+{
+  const char *type = g_variant_get_type_string (values[0]);
+  gsize fixed = fm_wire_fixed_size (type);
+  g_autoptr(GVariant) array = NULL;
+  g_autofree guint8 *buf = NULL;
+  guint8 stack[4096];
+  guint8 *data;
+
+  g_assert (count > 0);
+
+  /* A value from untrusted bytes may not have its type's size. */
+  for (guint i = 0; i < count && fixed > 0; i++)
+    if (g_variant_get_size (values[i]) != fixed)
+      fixed = 0;
+
+  if (fixed == 0)
+    {
+      /* The children are non-floating: the array takes a reference. */
+      array = g_variant_ref_sink (g_variant_new_array (NULL, values, count));
+      return fm_wire_write_raw_batch (fd, kind, indexes, count, type,
+                                      g_variant_get_data (array), g_variant_get_size (array),
+                                      credit, error);
+    }
+
+  /* Numbers: their bytes one after the other, without building an array. */
+  data = fixed * count <= sizeof stack ? stack : (buf = g_malloc (fixed * count));
+  for (guint i = 0; i < count; i++)
+    memcpy (data + i * fixed, g_variant_get_data (values[i]), fixed);
+  return fm_wire_write_raw_batch (fd, kind, indexes, count, type,
+                                  data, fixed * count, credit, error);
 }
 
 gboolean

@@ -111,6 +111,16 @@ gboolean  fm_wire_write_batch    (int                fd,
                                   guint              count,
                                   guint32            credit,
                                   GError           **error);
+gboolean  fm_wire_write_raw_batch (int                fd,
+                                  FmFrameKind        kind,
+                                  const guint64     *indexes,
+                                  guint              count,
+                                  const char        *type,
+                                  gconstpointer      data,
+                                  gsize              size,
+                                  guint32            credit,
+                                  GError           **error);
+gsize     fm_wire_fixed_size     (const char        *type);
 gboolean  fm_wire_parse_batch    (GBytes            *payload,
                                   gboolean           swap,
                                   FmWireBatch       *batch,

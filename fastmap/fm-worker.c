@@ -70,6 +70,7 @@ typedef struct
   int          out_fd;
   gboolean     swap;
   guint        threads_limit;   /* 0: no limit */
+  guint        n_cpus;
   GThreadPool *pool;
 
   GMutex       lock;            /* guards the fields below */
@@ -119,20 +120,20 @@ credit_locked (Worker *w)
   return MIN ((guint64) w->threads_limit * chunk_size_locked (w) * 2, G_MAXUINT32);
 }
 
-/* Starts runners so that @chunks chunks of the queue each have one,
- * but at most @max_more of them: runners that are not inside a chunk now
- * take one soon, so only the shortfall starts. */
+/* Starts runners so that @chunks chunks of the queue each have one, as
+ * long as there are no more than @max_total runners: runners that are
+ * not inside a chunk now take one soon, so only the shortfall starts. */
 static void
 spawn_runners_locked (Worker  *w,
                       guint64  chunks,
-                      guint64  max_more)
+                      guint64  max_total)
 {
   guint idle = w->runners - w->busy;
   guint64 more = chunks > idle ? chunks - idle : 0;
 
-  more = MIN (more, max_more);
   if (w->threads_limit > 0)
-    more = MIN (more, w->threads_limit > w->runners ? w->threads_limit - w->runners : 0);
+    max_total = MIN (max_total, w->threads_limit);
+  more = MIN (more, max_total > w->runners ? max_total - w->runners : 0);
 
   while (more-- > 0)
     {
@@ -432,7 +433,7 @@ ticker (gpointer data)
            * up to a runner per chunk: waits overlap within a few ticks,
            * and a wrong guess costs a few threads, not one per task. */
           w->last_progress = now;
-          spawn_runners_locked (w, chunks_locked (w), MAX (w->runners, 1));
+          spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
           /* Jobs wait in the pool with no thread to run them: the system
            * refused every one so far. Ask for one more. */
           if (w->busy == 0 && w->runners > 0)
@@ -471,7 +472,11 @@ queue_batch (Worker      *w,
     chunks = MIN (chunks, PROBE_RUNNERS);
   for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
     g_cond_signal (&w->work_cond);
-  spawn_runners_locked (w, chunks, G_MAXUINT64);
+  /* Tasks that take more than a chunk's time get a runner each (they
+   * may wait); tiny ones, in chunks, gain nothing from more runners than
+   * cores. If tiny tasks start to block, the ticker adds runners. */
+  spawn_runners_locked (w, chunks,
+                        chunk_size_locked (w) > 1 ? w->n_cpus : G_MAXUINT64);
   g_cond_signal (&w->tick_cond);
   g_mutex_unlock (&w->lock);
 }
@@ -617,6 +622,7 @@ fm_worker_serve (FmFunction   func,
   g_cond_init (&w->work_cond);
   g_queue_init (&w->batches);
   w->running = g_ptr_array_new ();
+  w->n_cpus = MAX (g_get_num_processors (), 1);
 
   /* Nothing runs yet if these fail; the few bytes of w are left to exit. */
   if (!take_stdio (w, error))

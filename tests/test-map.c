@@ -552,6 +552,70 @@ test_mixed_types (void)
     g_assert_true (g_variant_equal (values->pdata[i], tasks->pdata[i]));
 }
 
+static GVariant *
+sleepy_twice (GVariant  *task,
+              gpointer   user_data,
+              GError   **error)
+{
+  g_usleep (2000);
+  return g_variant_new_int64 (2 * g_variant_get_int64 (task));
+}
+
+static void
+check_push_array (FmFunction func,
+                  gint64     n,
+                  gboolean   kill_one)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (func, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autofree gint64 *numbers = g_new (gint64, n);
+  g_autoptr(GVariant) strings = NULL;
+  g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("ax"));
+  GVariant *value;
+  GError *error = NULL;
+  guint64 index, expected = 0;
+
+  for (gint64 i = 0; i < n; i++)
+    numbers[i] = i;
+  /* Numbers in bulk, one pushed alone, an array built child by child. */
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
+  fm_map_push (map, g_variant_new_int64 (n));
+  for (gint64 i = n + 1; i < n + 10; i++)
+    g_variant_builder_add (builder, "x", i);
+  fm_map_push_array (map, g_variant_builder_end (builder));
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, NULL, 0, sizeof (gint64)));
+  fm_map_close (map);
+
+  if (kill_one)
+    {
+      g_usleep (30000);
+      g_assert_cmpint (kill (fm_map_get_worker_pid (map, 1), SIGKILL), ==, 0);
+    }
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, ==, expected);
+      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) expected);
+      g_variant_unref (value);
+      expected++;
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (expected, ==, n + 10);
+}
+
+static void
+test_push_array (void)
+{
+  check_push_array (twice, 200000, FALSE);
+}
+
+static void
+test_push_array_worker_killed (void)
+{
+  /* Tasks of an array that must run again get a GVariant of their own. */
+  check_push_array (sleepy_twice, 2000, TRUE);
+}
+
 static void
 test_empty (void)
 {
@@ -861,6 +925,8 @@ main (int    argc,
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
   g_test_add_func ("/map/empty", test_empty);
+  g_test_add_func ("/map/push-array", test_push_array);
+  g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
   g_test_add_func ("/map/worker-fails-to-start", test_worker_fails_to_start);
   g_test_add_func ("/map/async", test_async);
   g_test_add_func ("/map/async-source", test_async_source);
