@@ -42,6 +42,10 @@
 #define CHUNK_TARGET_NS     (200 * 1000)
 #define MAX_CHUNK           4096
 #define STALL_US            1000
+/* A frame of results stays under this, and one result must fit in it
+ * with room to spare: the parent refuses frames over FM_WIRE_MAX_FRAME. */
+#define MAX_RESULTS_BYTES   (16 * 1024 * 1024)
+#define MAX_RESULT_BYTES    (FM_WIRE_MAX_FRAME / 2)
 /* A runner with nothing to do waits this long for more before its
  * thread goes back to the pool: batches that follow each other reuse
  * threads instead of making new ones. */
@@ -169,10 +173,13 @@ write_results (Worker     *w,
   while (start < n)
     {
       const char *type = g_variant_get_type_string (values[start]);
+      gsize bytes = g_variant_get_size (values[start]);
       guint end = start + 1;
 
-      while (end < n && g_str_equal (type, g_variant_get_type_string (values[end])))
-        end++;
+      /* One type per frame, and frames well under the parent's limit. */
+      while (end < n && g_str_equal (type, g_variant_get_type_string (values[end])) &&
+             bytes + g_variant_get_size (values[end]) <= MAX_RESULTS_BYTES)
+        bytes += g_variant_get_size (values[end++]);
       if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes + start,
                                 values + start, end - start, credit, NULL))
         _exit (0);  /* the parent is gone: nobody wants the rest */
@@ -199,6 +206,14 @@ call_function (Worker    *w,
 {
   GVariant *result = w->func (task, w->user_data, error);
 
+  if (result != NULL && g_variant_get_size (result) > MAX_RESULT_BYTES)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "The result is %" G_GSIZE_FORMAT " bytes, more than the limit of %u",
+                   g_variant_get_size (result), MAX_RESULT_BYTES);
+      g_variant_unref (g_variant_take_ref (result));
+      return NULL;
+    }
   if (result != NULL)
     return g_variant_take_ref (result);
   if (error != NULL && *error == NULL)

@@ -616,6 +616,49 @@ test_push_array_worker_killed (void)
   check_push_array (sleepy_twice, 2000, TRUE);
 }
 
+/* x → x bytes of zeros. */
+static GVariant *
+blob (GVariant  *task,
+      gpointer   user_data,
+      GError   **error)
+{
+  gsize size = g_variant_get_int64 (task);
+  gpointer zeros = g_malloc0 (size);
+
+  return g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, zeros, size, TRUE, g_free, zeros);
+}
+
+static void
+test_huge_result (void)
+{
+  g_autoptr(FmMapper) mapper = mapper_for (blob, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  const gint64 sizes[] = { 10, 40 * 1024 * 1024, 20 * 1024 * 1024, 10 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    fm_map_push (map, g_variant_new_int64 (sizes[i]));
+  fm_map_close (map);
+
+  /* Too big for a frame: an error at its index, and the run goes on. */
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+      guint64 index;
+
+      value = fm_map_next (map, &index, &error);
+      g_assert_cmpuint (index, ==, i);
+      if (i == 1)
+        {
+          g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_cmpuint (g_variant_get_size (value), ==, sizes[i]);
+    }
+  g_assert_null (fm_map_next (map, NULL, NULL));
+}
+
 static void
 test_empty (void)
 {
@@ -925,6 +968,7 @@ main (int    argc,
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
   g_test_add_func ("/map/empty", test_empty);
+  g_test_add_func ("/map/huge-result", test_huge_result);
   g_test_add_func ("/map/push-array", test_push_array);
   g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
   g_test_add_func ("/map/worker-fails-to-start", test_worker_fails_to_start);
