@@ -155,14 +155,19 @@ typedef struct
   GSubprocess *process;    /* owned */
   int          fd;         /* our end of the socketpair */
   GThread     *reader;     /* owned, joined by the map */
-  GPid         pid;
+  GPid         pid;        /* for a remote worker, the launcher's */
+  const char  *host;       /* NULL here, else a string of the map's config */
+  FmStderrForward *stderr_fwd; /* owned, a remote worker's stderr until it died */
   guint        threads;    /* this worker's share of threads-limit, 0: none */
-  guint32      credit;     /* tasks it wants to hold, G_MAXUINT32: no limit */
+  guint32      credit;     /* tasks it wants to hold, G_MAXUINT32: no limit,
+                            * 0: a remote worker that has not said hello */
   guint        outstanding;
   gboolean     said_hello;
   gboolean     swap;       /* its byte order is not ours */
   gboolean     dead;
   gboolean     retiring;   /* it timed a task out and exits: not the others' fault */
+  gboolean     stuck;      /* the parent's watchdog killed it for its silence */
+  gint64       quiet_since; /* monotonic µs: its last frame, or when it got work while idle */
   gboolean     isolating;  /* it runs a suspect task alone */
 } Proc;
 
@@ -211,6 +216,7 @@ struct _FmMap
   gboolean      finished_emitted;
   guint         n_waiting;        /* threads in g_cond_wait() */
   GQueue        async_waiters;    /* GTask* of next_async() */
+  GThread      *watchdog;         /* with a task-timeout: times out silent workers */
 };
 
 G_DEFINE_FINAL_TYPE (FmMap, fm_map, G_TYPE_OBJECT)
@@ -274,6 +280,8 @@ proc_free (Proc *p)
     return;
   if (p->fd >= 0)
     close (p->fd);
+  if (p->stderr_fwd != NULL)
+    g_free (_fm_stderr_forward_end (p->stderr_fwd, 0));
   g_clear_object (&p->process);
   g_free (p);
 }
@@ -493,6 +501,13 @@ proc_room (FmMap *self,
 /* New tasks go to a worker once it has run down to half of what it
  * should hold, and then fill it up: tasks travel in batches of at least
  * half a worker's share, never one frame per freed slot. */
+/* What a worker may hold until its first results say what it wants. */
+static guint32
+proc_initial_credit (Proc *p)
+{
+  return p->threads > 0 ? p->threads * 2 : G_MAXUINT32;
+}
+
 static gboolean
 proc_hungry (FmMap *self,
              Proc  *p)
@@ -557,6 +572,8 @@ send_tasks (Proc           *p,
             GVariant      **values,
             guint           count)
 {
+  if (p->outstanding == count)
+    p->quiet_since = g_get_monotonic_time ();
   if (!fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL))
     g_subprocess_force_exit (p->process);
 }
@@ -596,6 +613,8 @@ send_slice_locked (FmMap *self,
       s->worker = p->id;
       indexes[i] = self->dispatch_next++;
     }
+  if (p->outstanding == 0)
+    p->quiet_since = g_get_monotonic_time ();
   p->outstanding += k;
   self->n_pending -= k;
   if (!fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
@@ -680,7 +699,7 @@ dispatch_suspects_locked (FmMap *self)
       guint64 index;
       Slot *s;
 
-      if (p == NULL || p->dead || p->isolating || p->outstanding > 0)
+      if (p == NULL || p->dead || p->isolating || p->outstanding > 0 || p->credit == 0)
         continue;
       index = g_array_index (self->suspects, guint64, 0);
       g_array_remove_index (self->suspects, 0);
@@ -838,8 +857,15 @@ handle_frame (FmMap   *self,
       if (!fm_wire_parse_hello (payload, &hello, error))
         return FALSE;
       g_mutex_lock (&self->lock);
+      p->quiet_since = g_get_monotonic_time ();
       p->said_hello = TRUE;
       p->swap = hello.byte_order != G_BYTE_ORDER;
+      if (p->credit == 0)
+        {
+          /* A remote worker is connected: it may take tasks now. */
+          p->credit = proc_initial_credit (p);
+          dispatch_locked (self);
+        }
       g_mutex_unlock (&self->lock);
       return TRUE;
 
@@ -847,6 +873,7 @@ handle_frame (FmMap   *self,
       if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
         return FALSE;
       g_mutex_lock (&self->lock);
+      p->quiet_since = g_get_monotonic_time ();
       ok = apply_results_locked (self, p, &batch, error);
       break;
 
@@ -854,6 +881,7 @@ handle_frame (FmMap   *self,
       if (!fm_wire_parse_error (payload, p->swap, &index, &task_error, error))
         return FALSE;
       g_mutex_lock (&self->lock);
+      p->quiet_since = g_get_monotonic_time ();
       ok = apply_error_locked (self, p, index, task_error, error);
       break;
 
@@ -917,25 +945,58 @@ reap (GSubprocess *process,
 }
 
 static char *
+describe_status (Proc *p,
+                 int   status)
+{
+  /* A remote worker's pid is its launcher's, whose status is the remote
+   * command's (ssh: 255 for a failure of ssh itself). */
+  g_autofree char *who = p->host == NULL
+    ? g_strdup_printf ("worker %u (pid %d)", p->id, p->pid)
+    : g_strdup_printf ("worker %u on host “%s” (launcher pid %d)", p->id, p->host, p->pid);
+
+  if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
+    return g_strdup_printf ("%s was killed by signal %d (%s)",
+                            who, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  if (WIFSIGNALED (status))
+    return g_strdup_printf ("%s was killed by signal %d (%s) or closed its stream",
+                            who, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  return g_strdup_printf ("%s exited with status %d", who, WEXITSTATUS (status));
+}
+
+static char *
 describe_exit (Proc    *p,
                gboolean stopping)
 {
-  int status;
+  g_autofree char *last_line = NULL;
+  char *why;
 
   /* The worker closed its stream. At the end of a map it is exiting:
    * give it a moment to finish (a Python worker, a profiler). Otherwise
    * something broke: make sure it is gone. */
   reap (p->process, stopping ? 2000 : 0);
-  status = g_subprocess_get_status (p->process);
+  why = describe_status (p, g_subprocess_get_status (p->process));
 
-  if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
-    return g_strdup_printf ("worker %u (pid %d) was killed by signal %d (%s)",
-                            p->id, p->pid, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
-  if (WIFSIGNALED (status))
-    return g_strdup_printf ("worker %u (pid %d) was killed by signal %d (%s) or closed its stream",
-                            p->id, p->pid, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
-  return g_strdup_printf ("worker %u (pid %d) exited with status %d",
-                          p->id, p->pid, WEXITSTATUS (status));
+  /* The last words of a remote worker, or of its launcher, say why a
+   * host could not be reached: keep them in the message. */
+  if (p->stderr_fwd != NULL)
+    last_line = _fm_stderr_forward_end (g_steal_pointer (&p->stderr_fwd), 1000);
+  if (last_line != NULL && !stopping)
+    {
+      char *tmp = g_strdup_printf ("%s; its last line on stderr: “%s”", why, last_line);
+
+      g_free (why);
+      why = tmp;
+    }
+  return why;
+}
+
+/* A worker times its own tasks out (fm-worker.c). One that is stopped,
+ * or stuck as a whole, cannot: a worker that holds tasks and sends
+ * nothing for twice the task-timeout and a second is killed here. */
+static gint64
+silence_limit_us (FmMap *self)
+{
+  return (2 * (gint64) self->config.task_timeout + 1000) * 1000;
 }
 
 /* How a death counts against a task the dead worker held: fully when the
@@ -950,7 +1011,7 @@ count_death (FmMap *self,
 {
   guint max = self->config.max_retries;
 
-  if (!p->said_hello || p->retiring)
+  if (!p->said_hello || p->retiring || p->stuck)
     return s->deaths;
   if (p->isolating || max == 0)
     return s->deaths + 1;
@@ -964,6 +1025,7 @@ requeue_locked (FmMap      *self,
                 const char *why)
 {
   guint max = self->config.max_retries;
+  gboolean blamed = FALSE;
 
   for (guint64 i = self->base; i < self->dispatch_next; i++)
     {
@@ -971,6 +1033,20 @@ requeue_locked (FmMap      *self,
 
       if (s->state != SLOT_SENT || s->worker != p->id)
         continue;
+      /* A worker that went silent: its oldest task is the one that ran
+       * too long, as far as the parent can tell. */
+      if (p->stuck && !blamed)
+        {
+          blamed = TRUE;
+          fail_task_locked (self, i,
+                            g_error_new (FM_ERROR, FM_ERROR_TIMED_OUT,
+                                         "Task %" G_GUINT64_FORMAT " ran longer than %u ms, as far as "
+                                         "the parent can tell: worker %u (pid %d) held it and said "
+                                         "nothing for %" G_GINT64_FORMAT " ms, so it was killed",
+                                         i, self->config.task_timeout, p->id, p->pid,
+                                         silence_limit_us (self) / 1000));
+          continue;
+        }
       s->deaths = MIN (count_death (self, p, s), G_MAXUINT8);
       if (s->deaths > max)
         {
@@ -1063,6 +1139,37 @@ reader_thread (gpointer data)
   return NULL;
 }
 
+/* ---- the parent's watchdog ------------------------------------------ */
+
+static gpointer
+watchdog_thread (gpointer data)
+{
+  FmMap *self = data;
+  gint64 period = MAX (silence_limit_us (self) / 4, 20 * 1000);
+
+  g_mutex_lock (&self->lock);
+  while (!self->stopping)
+    {
+      gint64 now = g_get_monotonic_time ();
+
+      for (guint i = 0; i < self->procs->len; i++)
+        {
+          Proc *p = g_ptr_array_index (self->procs, i);
+
+          if (p == NULL || p->dead || p->stuck || p->outstanding == 0 ||
+              now - p->quiet_since < silence_limit_us (self))
+            continue;
+          g_debug ("worker %u (pid %d) held %u tasks and said nothing for %" G_GINT64_FORMAT " ms: killing it",
+                   p->id, p->pid, p->outstanding, (now - p->quiet_since) / 1000);
+          p->stuck = TRUE;
+          g_subprocess_force_exit (p->process);
+        }
+      g_cond_wait_until (&self->cond, &self->lock, now + period);
+    }
+  g_mutex_unlock (&self->lock);
+  return NULL;
+}
+
 /* ---- starting workers ---------------------------------------------- */
 
 static guint
@@ -1076,6 +1183,27 @@ threads_share (FmMap *self,
   return limit / n + (id < limit % n ? 1 : 0);
 }
 
+/* The command line of worker @id: the worker's own here, or, for a
+ * worker on another host, the launcher's, which runs there the remote
+ * command (see fm-remote.c). */
+static char **
+proc_argv (FmMap      *self,
+           const char *host)
+{
+  GStrvBuilder *builder;
+  char **argv;
+
+  if (host == NULL)
+    return g_strdupv (self->config.argv);
+  builder = g_strv_builder_new ();
+  g_strv_builder_addv (builder, (const char **) self->config.launcher);
+  g_strv_builder_add (builder, host);
+  g_strv_builder_add (builder, self->config.remote_command);
+  argv = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return argv;
+}
+
 /* Starts worker @id, replacing the one there was. Called with the lock
  * held (or before any thread runs). */
 static void
@@ -1085,9 +1213,14 @@ proc_start (FmMap   *self,
 {
   g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GError) local_error = NULL;
+  g_auto(GStrv) argv = NULL;
+  const char *host = NULL;
   FmWireConfig config;
   Proc *p, *old;
   int sv[2];
+
+  if (self->config.hosts != NULL && self->config.hosts[id][0] != '\0')
+    host = self->config.hosts[id];
 
   if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
     {
@@ -1098,10 +1231,14 @@ proc_start (FmMap   *self,
       return;
     }
 
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  /* A local worker shares our stderr; a remote one's comes through a
+   * pipe, to be forwarded line by line with its host's name. */
+  launcher = g_subprocess_launcher_new (host != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE
+                                                     : G_SUBPROCESS_FLAGS_NONE);
   g_subprocess_launcher_take_stdin_fd (launcher, sv[1]);
   g_subprocess_launcher_take_stdout_fd (launcher, fcntl (sv[1], F_DUPFD_CLOEXEC, 3));
-  for (char **e = self->config.envp_extra; e != NULL && *e != NULL; e++)
+  /* (A remote worker gets these in its command line.) */
+  for (char **e = self->config.envp_extra; host == NULL && e != NULL && *e != NULL; e++)
     {
       g_auto(GStrv) kv = g_strsplit (*e, "=", 2);
 
@@ -1118,11 +1255,21 @@ proc_start (FmMap   *self,
   p->map = self;
   p->id = id;
   p->fd = sv[0];
+  p->host = host;
   p->threads = threads_share (self, id);
-  p->credit = p->threads > 0 ? p->threads * 2 : G_MAXUINT32;
-  p->process = g_subprocess_launcher_spawnv (launcher,
-                                             (const char * const *) self->config.argv,
-                                             &local_error);
+  /* A remote worker gets no task before its hello: a host that takes
+   * long to fail (a connection that times out) holds none back. */
+  p->credit = host != NULL ? 0 : proc_initial_credit (p);
+  argv = proc_argv (self, host);
+  p->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv, &local_error);
+  if (p->process == NULL && host != NULL)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                   "Could not start “%s” for a worker on host “%s”: %s",
+                   argv[0], host, local_error->message);
+      proc_free (p);
+      return;
+    }
   if (p->process == NULL)
     {
       g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
@@ -1131,6 +1278,8 @@ proc_start (FmMap   *self,
       proc_free (p);
       return;
     }
+  if (host != NULL)
+    p->stderr_fwd = _fm_stderr_forward_new (g_subprocess_get_stderr_pipe (p->process), host);
   /* No identifier once the child has exited: its reader finds out why. */
   if (g_subprocess_get_identifier (p->process) != NULL)
     p->pid = atoi (g_subprocess_get_identifier (p->process));
@@ -1157,7 +1306,10 @@ join_readers (FmMap *self)
 
   g_mutex_lock (&self->lock);
   stop_workers_locked (self, TRUE);
+  g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
+  if (self->watchdog != NULL)
+    g_thread_join (g_steal_pointer (&self->watchdog));
 
   /* A reader that notices a death may replace its worker, so look again
    * after each join; once stopping is set no reader starts another. */
@@ -1233,6 +1385,9 @@ fm_map_finalize (GObject *object)
   g_clear_pointer (&self->context, g_main_context_unref);
   g_strfreev (self->config.argv);
   g_strfreev (self->config.envp_extra);
+  g_strfreev (self->config.hosts);
+  g_strfreev (self->config.launcher);
+  g_free (self->config.remote_command);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
 
@@ -1433,6 +1588,10 @@ _fm_map_new (const FmMapConfig *config,
   self->config = *config;
   self->config.argv = g_strdupv (config->argv);
   self->config.envp_extra = g_strdupv (config->envp_extra);
+  self->config.hosts = g_strdupv (config->hosts);
+  self->config.launcher = g_strdupv (config->launcher);
+  self->config.remote_command = g_strdup (config->remote_command);
+  self->config.error = NULL;
 
   while (size < config->max_in_flight)
     size <<= 1;
@@ -1446,10 +1605,14 @@ _fm_map_new (const FmMapConfig *config,
 
   g_mutex_lock (&self->lock);
   g_ptr_array_set_size (self->procs, config->n_processes);
+  if (config->error != NULL)
+    error = g_error_copy (config->error);
   for (guint i = 0; i < config->n_processes && error == NULL; i++)
     proc_start (self, i, &error);
   if (error != NULL)
     set_fatal_locked (self, g_steal_pointer (&error));
+  if (config->task_timeout > 0)
+    self->watchdog = g_thread_new ("fm-watchdog", watchdog_thread, self);
   g_mutex_unlock (&self->lock);
 
   if (cancellable != NULL)
@@ -1869,7 +2032,8 @@ fm_map_next_finish (FmMap         *self,
  * @self: an #FmMap
  *
  * Gets how many worker processes the map runs: #FmMapper:n-processes,
- * resolved (one per core for 0) and capped by #FmMapper:threads-limit.
+ * resolved (one per core for 0), or the sum of the counts of
+ * #FmMapper:hosts, capped by #FmMapper:threads-limit.
  *
  * Returns: the number of worker processes
  */
@@ -1887,7 +2051,8 @@ fm_map_get_n_workers (FmMap *self)
  * @worker: a worker number, below fm_map_get_n_workers()
  *
  * Gets the process id of a worker, which changes when a dead worker is
- * replaced. For monitoring and tests.
+ * replaced: for a worker on another host (see #FmMapper:hosts), the id
+ * of its launcher here. For monitoring and tests.
  *
  * Returns: the process id, or 0 if that worker is not running
  */
