@@ -1,6 +1,6 @@
 /* bench-seed.c: B1, the seed's own workload, from C
  *
- *   bench-seed N LOOPS
+ *   bench-seed N LOOPS [HOSTS LAUNCHER...]
  *
  * Maps a function that sleeps one second and then loops LOOPS (10^5 or
  * 10^6) times over N tasks, with the seed's defaults (one worker process
@@ -8,6 +8,10 @@
  * time, the caller's own CPU time (it must not busy-wait) and the CPU
  * time of one call's loop, measured here, for the ideal bound
  * T* = sleep + N × call / cores.
+ *
+ * With HOSTS and a LAUNCHER command line (B6), the workers run where
+ * #FmMapper:hosts says, started by that launcher: bench/run.py gives
+ * "2/127.0.0.1" and ssh to an sshd of its own on loopback.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -84,6 +88,11 @@ main (int argc, char **argv)
   t0 = bench_now ();
   c0 = bench_cpu (RUSAGE_SELF);
   mapper = fm_mapper_new_for_function (loops == 100000 ? seed_1e5 : seed_1e6);
+  if (argc > 4)
+    {
+      fm_mapper_set_hosts (mapper, argv[3]);
+      fm_mapper_set_launcher (mapper, (const char * const *) argv + 4);
+    }
   map = fm_mapper_map (mapper, NULL);
   for (guint64 i = 0; i < n; i++)
     fm_map_push (map, g_variant_new_int64 (i));
@@ -92,6 +101,15 @@ main (int argc, char **argv)
   wall = bench_now () - t0;
   cpu = bench_cpu (RUSAGE_SELF) - c0;
 
+  if (argc > 4)
+    {
+      printf ("{\"bench\": \"B6\", \"impl\": \"fastmap-c-ssh\", \"n\": %" G_GUINT64_FORMAT
+              ", \"loops\": %" G_GUINT64_FORMAT ", \"wall\": %.6f, \"caller_cpu\": %.6f"
+              ", \"results\": %" G_GUINT64_FORMAT ", \"failed\": %" G_GUINT64_FORMAT
+              ", \"settings\": \"hosts=%s, threads-limit=0\"}\n",
+              n, loops, wall, cpu, n_results, failed, argv[3]);
+      return failed == 0 && n_results == n ? 0 : 1;
+    }
   printf ("{\"bench\": \"B1\", \"impl\": \"fastmap-c\", \"n\": %" G_GUINT64_FORMAT
           ", \"loops\": %" G_GUINT64_FORMAT ", \"wall\": %.6f, \"caller_cpu\": %.6f"
           ", \"call_cpu\": %.9f, \"cores\": %u, \"results\": %" G_GUINT64_FORMAT

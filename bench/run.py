@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-# run.py: runs the benchmark suite of docs/benchmarks.md (B1 to B5).
+# run.py: runs the benchmark suite of docs/benchmarks.md (B1 to B6).
 #
 #   /usr/bin/python3 bench/run.py [--quick] [--builddir DIR] [--only B1,B2,...]
 #
@@ -159,7 +159,88 @@ def suite_b5(r, quick):
         r.py('b5', impl, '--reps', reps, timeout=120, label='B5 ' + impl, bench='B5', impl=impl)
 
 
-SUITES = {'B1': suite_b1, 'B2': suite_b2, 'B3': suite_b3, 'B4': suite_b4, 'B5': suite_b5}
+class LoopbackSshd:
+    """An sshd of B6's own on 127.0.0.1, a free port, keys made for the run
+    (as tests/test-remote.c does); stopped by stop(), and killed with this
+    program in any case (it is in the same session: run() kills groups)."""
+
+    def __init__(self):
+        import shutil
+        import socket
+        import tempfile
+        self.proc = None
+        self.why = None
+        if not os.path.exists('/usr/sbin/sshd') or not shutil.which('ssh'):
+            self.why = 'openssh-server is not installed'
+            return
+        self.dir = tempfile.mkdtemp(prefix='fm-bench-sshd-')
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            self.port = sock.getsockname()[1]
+        d = self.dir
+        for key in ('host_key', 'client_key'):
+            subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', os.path.join(d, key)],
+                           check=True, stdout=subprocess.DEVNULL)
+        shutil.copy(os.path.join(d, 'client_key.pub'), os.path.join(d, 'authorized_keys'))
+        with open(os.path.join(d, 'sshd_config'), 'w') as f:
+            f.write('ListenAddress 127.0.0.1\nPort %d\nHostKey %s/host_key\n'
+                    'AuthorizedKeysFile %s/authorized_keys\nPasswordAuthentication no\n'
+                    'KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n'
+                    'PidFile %s/sshd.pid\nPermitRootLogin prohibit-password\n'
+                    'MaxStartups 100\nMaxSessions 100\n' % (self.port, d, d, d))
+        os.makedirs('/run/sshd', exist_ok=True)
+        self.proc = subprocess.Popen(['/usr/sbin/sshd', '-D', '-e', '-f', os.path.join(d, 'sshd_config'),
+                                      '-E', os.path.join(d, 'sshd.log')])
+        for _ in range(500):
+            try:
+                socket.create_connection(('127.0.0.1', self.port), 0.1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+        self.why = 'sshd did not start'
+        self.stop()
+
+    def launcher(self):
+        return ['ssh', '-F', '/dev/null', '-T', '-p', str(self.port), '-i',
+                os.path.join(self.dir, 'client_key'), '-o', 'IdentitiesOnly=yes',
+                '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
+                '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR']
+
+    def stop(self):
+        import shutil
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+        if getattr(self, 'dir', None):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def suite_b6(r, quick):
+    """The seed's workload with its two workers over ssh to this machine,
+    against the same run with local workers (B1's fastmap C row)."""
+    sshd = LoopbackSshd()
+    try:
+        for n in [8, 32]:
+            base = dict(bench='B6', n=n, loops=100000)
+            if sshd.why:
+                r.rows.append(dict(base, impl='fastmap-c-ssh', unavailable=sshd.why))
+                continue
+            for _ in range(1 if quick else 3):
+                # bench-seed calls its local rows B1: these are B6's.
+                for row in r.c('bench-seed', n, 100000, timeout=120,
+                               label='B6 fastmap C local  N=%d' % n, **base):
+                    row.update(bench='B6', impl='fastmap-c-local')
+                r.c('bench-seed', n, 100000, '2/127.0.0.1', *sshd.launcher(), timeout=120,
+                    label='B6 fastmap C ssh    N=%d' % n, impl='fastmap-c-ssh', **base)
+    finally:
+        sshd.stop()
+
+
+SUITES = {'B1': suite_b1, 'B2': suite_b2, 'B3': suite_b3, 'B4': suite_b4, 'B5': suite_b5,
+          'B6': suite_b6}
 
 
 # ---- build and environment -------------------------------------------------
@@ -450,6 +531,31 @@ def report_b5(rows, md, checks):
                        '%.1f ms vs %.1f ms' % (py['median'] * 1e3, interp['median'] * 1e3)))
 
 
+def report_b6(rows, md, checks):
+    b6 = [r for r in rows if r.get('bench') == 'B6']
+    if not b6:
+        return
+    md.append('\n### B6, across machines: the seed\'s workload over ssh to this machine\n')
+    md.append('Sleep 1 s then 10^5 loop steps, N tasks, two workers either here or over ssh to '
+              'an sshd on 127.0.0.1 (`hosts="2/127.0.0.1"`): what the ssh hop costs, connection '
+              'set-up and stream included. Median of the runs; the ratio is ssh / local.\n')
+    md.append('| N | local | over ssh | ssh / local |')
+    md.append('|---:|---:|---:|---:|')
+    for n in sorted({r['n'] for r in b6}):
+        walls = {}
+        for impl in ('fastmap-c-local', 'fastmap-c-ssh'):
+            w = [r['wall'] for r in b6 if r['n'] == n and r['impl'] == impl and ok(r)]
+            walls[impl] = statistics.median(w) if w else None
+        loc, ssh = walls['fastmap-c-local'], walls['fastmap-c-ssh']
+        if loc is None or ssh is None:
+            bad = [r for r in b6 if r['n'] == n and not ok(r)]
+            md.append('| %d | %s | %s | |' % (n, '%.2f s' % loc if loc else '', why(bad[0]) if bad else ''))
+            continue
+        md.append('| %d | %.2f s | %.2f s | %.2f × |' % (n, loc, ssh, ssh / loc))
+        checks.append(('B6 fastmap C over ssh N=%d (stated, no target)' % n, None,
+                       '%.2f × local' % (ssh / loc)))
+
+
 def write_report(rows, info, args, path):
     cores = os.cpu_count()
     md = ['# fastmap benchmarks: results', '',
@@ -465,6 +571,7 @@ def write_report(rows, info, args, path):
     report_b3(rows, md, checks)
     report_b4(rows, md, checks)
     report_b5(rows, md, checks)
+    report_b6(rows, md, checks)
     md.append('\n### The targets of issue 5, checked against this run\n')
     md.append('| target | met | measured |')
     md.append('|---|:-:|---|')
@@ -569,7 +676,7 @@ def main():
     ap.add_argument('--quick', action='store_true', help='a smaller run of a few minutes')
     ap.add_argument('--builddir', default=os.path.join(TOP, 'build', 'bench'),
                     help='the meson build directory to use (made, release, if missing)')
-    ap.add_argument('--only', default='B1,B2,B3,B4,B5', help='comma-separated benchmarks to run')
+    ap.add_argument('--only', default='B1,B2,B3,B4,B5,B6', help='comma-separated benchmarks to run')
     ap.add_argument('--out', default=HERE, help='where results.{md,png,json} go')
     ap.add_argument('--report-only', action='store_true',
                     help='rewrite results.md and results.png from results.json')

@@ -4,6 +4,8 @@
  */
 #include "config.h"
 
+#include <string.h>
+
 #include <gmodule.h>
 
 #include "fm-error.h"
@@ -22,7 +24,8 @@
  * thread per task in flight), whether results come back in input order
  * (#FmMapper:ordered) and how many tasks may be in flight at once
  * (#FmMapper:max-in-flight). Each call to fm_mapper_map() starts a run,
- * an #FmMap, with its own worker processes.
+ * an #FmMap, with its own worker processes. Workers can also run on
+ * other hosts, through ssh or another launcher: see #FmMapper:hosts.
  *
  * There are three ways to get a worker:
  *
@@ -88,6 +91,11 @@
 #define DEFAULT_MAX_IN_FLIGHT 8192
 #define DEFAULT_MAX_RETRIES   2
 
+/* BatchMode: a host that would ask for a password or a passphrase fails
+ * at once instead of waiting on a terminal nobody watches. -T: no pty,
+ * which would mangle the binary stream. */
+static const char * const default_launcher[] = { "ssh", "-T", "-o", "BatchMode=yes", NULL };
+
 struct _FmMapper
 {
   GObject   parent_instance;
@@ -100,6 +108,9 @@ struct _FmMapper
   guint     max_retries;
   guint     task_timeout;
   gboolean  ordered;
+  char     *hosts;          /* owned, NULL: all workers here */
+  char    **launcher;       /* owned, never NULL */
+  char    **forward_env;    /* owned, or NULL */
 };
 
 G_DEFINE_FINAL_TYPE (FmMapper, fm_mapper, G_TYPE_OBJECT)
@@ -113,6 +124,9 @@ enum {
   PROP_MAX_IN_FLIGHT,
   PROP_MAX_RETRIES,
   PROP_TASK_TIMEOUT,
+  PROP_HOSTS,
+  PROP_LAUNCHER,
+  PROP_FORWARD_ENV,
   N_PROPS
 };
 
@@ -125,6 +139,9 @@ fm_mapper_finalize (GObject *object)
 
   g_clear_pointer (&self->argv, g_strfreev);
   g_clear_pointer (&self->envp_extra, g_strfreev);
+  g_clear_pointer (&self->hosts, g_free);
+  g_clear_pointer (&self->launcher, g_strfreev);
+  g_clear_pointer (&self->forward_env, g_strfreev);
 
   G_OBJECT_CLASS (fm_mapper_parent_class)->finalize (object);
 }
@@ -159,6 +176,15 @@ fm_mapper_get_property (GObject    *object,
       break;
     case PROP_TASK_TIMEOUT:
       g_value_set_uint (value, self->task_timeout);
+      break;
+    case PROP_HOSTS:
+      g_value_set_string (value, self->hosts);
+      break;
+    case PROP_LAUNCHER:
+      g_value_set_boxed (value, self->launcher);
+      break;
+    case PROP_FORWARD_ENV:
+      g_value_set_boxed (value, self->forward_env);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -207,6 +233,15 @@ fm_mapper_set_property (GObject      *object,
       break;
     case PROP_TASK_TIMEOUT:
       fm_mapper_set_task_timeout (self, g_value_get_uint (value));
+      break;
+    case PROP_HOSTS:
+      fm_mapper_set_hosts (self, g_value_get_string (value));
+      break;
+    case PROP_LAUNCHER:
+      fm_mapper_set_launcher (self, g_value_get_boxed (value));
+      break;
+    case PROP_FORWARD_ENV:
+      fm_mapper_set_forward_env (self, g_value_get_boxed (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -322,6 +357,78 @@ fm_mapper_class_init (FmMapperClass *klass)
                        0, G_MAXUINT, 0,
                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * FmMapper:hosts:
+   *
+   * Where the worker processes run, as in GNU parallel's `--sshlogin`: a
+   * comma-separated list of entries `N/host`, where `N` is how many worker
+   * processes run on `host`. `host` is a host name for
+   * #FmMapper:launcher, `user@host` for ssh, or `:` for this machine. An
+   * entry without `N/` gets #FmMapper:n-processes workers (0: as many as
+   * this machine has cores). So `"4/node1,8/node2,:"` runs 4 workers on
+   * node1, 8 on node2 and one per local core here.
+   *
+   * %NULL or an empty string, the default, runs every worker here, as
+   * #FmMapper:n-processes says. #FmMapper:threads-limit still caps the
+   * number of workers, keeping the first ones of the list.
+   *
+   * A worker on another host runs the same command line as a local one
+   * (#FmMapper:argv; fm_mapper_new_for_function() re-executes this
+   * program's path), found there by path: the hosts need the same
+   * installation, or a shared file system. It runs in the same directory
+   * as here if the host has it, with the variables of
+   * #FmMapper:forward-env. Its stderr comes to this process's stderr,
+   * each line prefixed with `[host] `. Protocol version and byte order
+   * are settled when it starts, so hosts of another byte order work.
+   *
+   * A host that cannot be reached, or whose connection drops, loses no
+   * work: the tasks its workers held run again elsewhere, as when a local
+   * worker dies (see #FmMapper:max-retries), and the debug message and
+   * any error say which host. A worker that drops after it started is
+   * replaced by a new connection; one that never answered is not.
+   *
+   * A list that cannot be read makes each map fail at once with
+   * %FM_ERROR_INVALID_ARGUMENT.
+   */
+  properties [PROP_HOSTS] =
+    g_param_spec_string ("hosts", "Hosts", "Where the worker processes run, such as \"4/node1,:\"",
+                         NULL,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:launcher:
+   *
+   * The command that runs a worker on another host (see #FmMapper:hosts):
+   * fastmap appends the host name and then one argument, a command line
+   * for the host's shell (which must be a POSIX shell), and speaks to the
+   * worker through the launcher's stdin and stdout. That is how ssh
+   * works; a launcher that runs its arguments without a shell, such as
+   * Slurm's `srun` or `kubectl exec`, needs a two-line wrapper script
+   * (see "Running across machines" in the documentation).
+   *
+   * The default is `ssh -T -o BatchMode=yes`; setting %NULL restores it.
+   */
+  properties [PROP_LAUNCHER] =
+    g_param_spec_boxed ("launcher", "Launcher", "The command that runs a worker on another host",
+                        G_TYPE_STRV,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * FmMapper:forward-env:
+   *
+   * The names of environment variables to pass on to workers on other
+   * hosts, as GNU parallel's `--env` does, with the values they have
+   * here when a map starts. `PYTHONPATH`, `GI_TYPELIB_PATH` and
+   * `LD_LIBRARY_PATH`, which locate fastmap and the user's code, are
+   * always passed on when set, so that an uninstalled build works over
+   * ssh too. Workers on this machine inherit the whole environment.
+   */
+  properties [PROP_FORWARD_ENV] =
+    g_param_spec_boxed ("forward-env", "Forward environment",
+                        "Names of variables to pass on to workers on other hosts",
+                        G_TYPE_STRV,
+                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -330,6 +437,7 @@ fm_mapper_init (FmMapper *self)
 {
   self->ordered = TRUE;
   self->max_retries = DEFAULT_MAX_RETRIES;
+  self->launcher = g_strdupv ((char **) default_launcher);
 }
 
 /**
@@ -651,6 +759,162 @@ fm_mapper_set_task_timeout (FmMapper *self,
 }
 
 /**
+ * fm_mapper_get_hosts:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:hosts.
+ *
+ * Returns: (nullable): where the workers run, or %NULL for all here
+ */
+const char *
+fm_mapper_get_hosts (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
+
+  return self->hosts;
+}
+
+/**
+ * fm_mapper_set_hosts:
+ * @self: an #FmMapper
+ * @hosts: (nullable): where the workers run, such as `"4/node1,:"`, or
+ *   %NULL for all here
+ *
+ * Sets #FmMapper:hosts. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_hosts (FmMapper   *self,
+                     const char *hosts)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  if (hosts != NULL && *hosts == '\0')
+    hosts = NULL;
+  if (g_strcmp0 (self->hosts, hosts) == 0)
+    return;
+  g_free (self->hosts);
+  self->hosts = g_strdup (hosts);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HOSTS]);
+}
+
+/**
+ * fm_mapper_get_launcher:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:launcher.
+ *
+ * Returns: (transfer none) (array zero-terminated=1): the command that
+ *   runs a worker on another host
+ */
+const char * const *
+fm_mapper_get_launcher (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
+
+  return (const char * const *) self->launcher;
+}
+
+/**
+ * fm_mapper_set_launcher:
+ * @self: an #FmMapper
+ * @launcher: (nullable) (array zero-terminated=1): the command that runs
+ *   a worker on another host, or %NULL for the default,
+ *   `ssh -T -o BatchMode=yes`
+ *
+ * Sets #FmMapper:launcher. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_launcher (FmMapper           *self,
+                        const char * const *launcher)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  if (launcher == NULL || launcher[0] == NULL)
+    launcher = default_launcher;
+  if (g_strv_equal ((const char * const *) self->launcher, launcher))
+    return;
+  g_strfreev (self->launcher);
+  self->launcher = g_strdupv ((char **) launcher);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LAUNCHER]);
+}
+
+/**
+ * fm_mapper_get_forward_env:
+ * @self: an #FmMapper
+ *
+ * Gets #FmMapper:forward-env.
+ *
+ * Returns: (transfer none) (nullable) (array zero-terminated=1): the
+ *   names of the variables passed on to workers on other hosts
+ */
+const char * const *
+fm_mapper_get_forward_env (FmMapper *self)
+{
+  g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
+
+  return (const char * const *) self->forward_env;
+}
+
+/**
+ * fm_mapper_set_forward_env:
+ * @self: an #FmMapper
+ * @names: (nullable) (array zero-terminated=1): names of environment
+ *   variables, or %NULL
+ *
+ * Sets #FmMapper:forward-env. Maps already running keep theirs.
+ */
+void
+fm_mapper_set_forward_env (FmMapper           *self,
+                           const char * const *names)
+{
+  g_return_if_fail (FM_IS_MAPPER (self));
+
+  if (names != NULL && names[0] == NULL)
+    names = NULL;
+  if (names == NULL && self->forward_env == NULL)
+    return;
+  if (names != NULL && self->forward_env != NULL &&
+      g_strv_equal ((const char * const *) self->forward_env, names))
+    return;
+  g_strfreev (self->forward_env);
+  self->forward_env = g_strdupv ((char **) names);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FORWARD_ENV]);
+}
+
+/* Fills in where each worker runs, from #FmMapper:hosts. */
+static void
+resolve_hosts (FmMapper    *self,
+               FmMapConfig *config,
+               guint        per_host)
+{
+  g_autoptr(GError) error = NULL;
+  guint n;
+
+  config->hosts = _fm_hosts_parse (self->hosts, per_host, &error);
+  if (config->hosts == NULL)
+    {
+      config->error = g_steal_pointer (&error);
+      return;
+    }
+  n = g_strv_length (config->hosts);
+  if (self->threads_limit > 0 && n > self->threads_limit)
+    {
+      for (guint i = self->threads_limit; i < n; i++)
+        g_clear_pointer (&config->hosts[i], g_free);
+      n = self->threads_limit;
+    }
+  config->n_processes = n;
+  for (guint i = 0; i < n; i++)
+    if (config->hosts[i][0] != '\0')
+      {
+        config->remote_command = _fm_remote_command ((const char * const *) self->argv,
+                                                     (const char * const *) self->envp_extra,
+                                                     (const char * const *) self->forward_env);
+        break;
+      }
+}
+
+/**
  * fm_mapper_map:
  * @self: an #FmMapper
  * @cancellable: (nullable): a #GCancellable, or %NULL
@@ -675,6 +939,7 @@ fm_mapper_map (FmMapper     *self,
                GCancellable *cancellable)
 {
   FmMapConfig config;
+  FmMap *map;
   guint n;
 
   g_return_val_if_fail (FM_IS_MAPPER (self), NULL);
@@ -682,16 +947,26 @@ fm_mapper_map (FmMapper     *self,
   g_return_val_if_fail (self->argv != NULL, NULL);
 
   n = self->n_processes ? self->n_processes : (guint) g_get_num_processors ();
-  if (self->threads_limit > 0)
+
+  memset (&config, 0, sizeof config);
+  if (self->hosts != NULL)
+    resolve_hosts (self, &config, n);
+  else if (self->threads_limit > 0)
     n = MIN (n, self->threads_limit);
 
   config.argv = self->argv;
   config.envp_extra = self->envp_extra;
-  config.n_processes = MAX (n, 1);
+  config.n_processes = MAX (config.hosts != NULL ? config.n_processes : n, 1);
+  config.launcher = self->launcher;
   config.threads_limit = self->threads_limit;
   config.ordered = self->ordered;
   config.max_in_flight = self->max_in_flight ? self->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
   config.max_retries = self->max_retries;
   config.task_timeout = self->task_timeout;
-  return _fm_map_new (&config, cancellable);
+  map = _fm_map_new (&config, cancellable);
+
+  g_strfreev (config.hosts);
+  g_free (config.remote_command);
+  g_clear_error (&config.error);
+  return map;
 }

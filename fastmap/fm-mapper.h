@@ -66,6 +66,22 @@ void        fm_mapper_set_task_timeout    (FmMapper           *self,
                                            guint               task_timeout);
 
 FM_AVAILABLE_IN_ALL
+const char *fm_mapper_get_hosts           (FmMapper           *self);
+FM_AVAILABLE_IN_ALL
+void        fm_mapper_set_hosts           (FmMapper           *self,
+                                           const char         *hosts);
+FM_AVAILABLE_IN_ALL
+const char * const *fm_mapper_get_launcher (FmMapper          *self);
+FM_AVAILABLE_IN_ALL
+void        fm_mapper_set_launcher        (FmMapper           *self,
+                                           const char * const *launcher);
+FM_AVAILABLE_IN_ALL
+const char * const *fm_mapper_get_forward_env (FmMapper       *self);
+FM_AVAILABLE_IN_ALL
+void        fm_mapper_set_forward_env     (FmMapper           *self,
+                                           const char * const *names);
+
+FM_AVAILABLE_IN_ALL
 FmMap      *fm_mapper_map                 (FmMapper           *self,
                                            GCancellable       *cancellable);
 

@@ -27,6 +27,10 @@ typedef struct
   guint    max_in_flight;    /* resolved: never 0 */
   guint    max_retries;
   guint    task_timeout;     /* ms, 0: none */
+  char   **hosts;            /* a host per worker, "" for this machine; NULL: all here */
+  char   **launcher;         /* the argv prefix that runs a command on a host */
+  char    *remote_command;   /* what a remote worker runs, for the host's shell */
+  GError  *error;            /* a configuration that cannot run: the map fails with it */
 } FmMapConfig;
 
 FmMap    *_fm_map_new              (const FmMapConfig  *config,
@@ -38,6 +42,21 @@ gboolean  _fm_function_locate      (FmFunction          func,
                                     GError            **error);
 
 char     *_fm_helper_path          (void);
+
+/* fm-remote.c */
+char    **_fm_hosts_parse          (const char          *hosts,
+                                    guint                default_count,
+                                    GError             **error);
+char     *_fm_remote_command       (const char * const  *argv,
+                                    const char * const  *envp_extra,
+                                    const char * const  *forward_env);
+
+typedef struct _FmStderrForward FmStderrForward;
+
+FmStderrForward *_fm_stderr_forward_new (GInputStream    *stream,
+                                         const char      *host);
+char            *_fm_stderr_forward_end (FmStderrForward *fwd,
+                                         guint            timeout_ms);
 
 /* Runs @func in @context, always later and never in the calling thread.
  * (g_main_context_invoke() runs it at once in any thread that can acquire

@@ -327,12 +327,19 @@ def _rebuild(entry):
 class _Run:
     """One fast_map() run, on the consumer's side."""
 
-    def __init__(self, payload, items, procs_limit, threads_limit, ordered):
+    def __init__(self, payload, items, procs_limit, threads_limit, ordered, remote):
         argv, self.payload_file = _worker_argv(payload)
         mapper = FastMap.Mapper(argv=argv)
         mapper.props.n_processes = procs_limit or 0
         mapper.props.threads_limit = threads_limit or 0
         mapper.props.ordered = ordered
+        hosts, launcher, forward_env = remote
+        if hosts:
+            mapper.props.hosts = hosts
+            if launcher is not None:
+                mapper.props.launcher = list(launcher)
+            if forward_env:
+                mapper.props.forward_env = list(forward_env)
         mapper.props.max_in_flight = _WINDOW + 64
         self.cancellable = Gio.Cancellable()
         self.map = mapper.map(self.cancellable)
@@ -486,13 +493,14 @@ class _Run:
                 pass
 
 
-def _generate(payload, items, procs_limit, threads_limit, ordered):
+def _generate(payload, items, procs_limit, threads_limit, ordered, remote):
     # Empty input: no process starts, nothing is yielded.
     _end = object()
     first = next(items, _end)
     if first is _end:
         return
-    run = _Run(payload, itertools.chain((first,), items), procs_limit, threads_limit, ordered)
+    run = _Run(payload, itertools.chain((first,), items), procs_limit, threads_limit,
+               ordered, remote)
     try:
         for results in run.results():
             yield from results
@@ -500,7 +508,19 @@ def _generate(payload, items, procs_limit, threads_limit, ordered):
         run.stop()
 
 
-def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=True):
+def _check_remote(hosts, launcher, forward_env):
+    if hosts is not None and not isinstance(hosts, str):
+        raise TypeError(f'hosts must be None or a str such as "4/node1,:", not {hosts!r}')
+    for name, value in (('launcher', launcher), ('forward_env', forward_env)):
+        if value is None:
+            continue
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f'{name} must be None or a list of str, not {value!r}')
+    return hosts, launcher, forward_env
+
+
+def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=True,
+             hosts=None, launcher=None, forward_env=None):
     """Maps *func* over *iterables* with processes and threads.
 
     Like ``map(func, *iterables)``: several iterables are zipped, and
@@ -526,6 +546,18 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     :class:`RemoteError`), with the worker's traceback as its
     ``__cause__``. Leaving the generator (an exception, ``break``,
     ``close()``, garbage collection, Ctrl-C) kills the workers.
+
+    *hosts* runs workers on other machines too, as GNU parallel's
+    ``--sshlogin`` does: ``"4/node1,8/node2,:"`` runs 4 workers on node1,
+    8 on node2 and one per core (or *procs_limit*) here (``:``), each
+    started by *launcher* (default ``["ssh", "-T", "-o",
+    "BatchMode=yes"]``) with the host name and a shell command. The hosts
+    need the same Python, fastmap and script paths (the same install or a
+    shared file system); ``PYTHONPATH``, ``GI_TYPELIB_PATH``,
+    ``LD_LIBRARY_PATH`` and the variables named in *forward_env* are
+    passed on. A host that cannot be reached, or drops, loses no items:
+    they run again elsewhere. See FmMapper:hosts and "Running across
+    machines" in the documentation.
     """
     if not iterables:
         raise TypeError('fast_map() needs a function and at least one iterable')
@@ -534,6 +566,7 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     for name, value in (('procs_limit', procs_limit), ('threads_limit', threads_limit)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f'{name} must be None or a positive int, not {value!r}')
+    remote = _check_remote(hosts, launcher, forward_env)
     payload = _worker_payload(func, star=len(iterables) > 1)
     items = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
-    return _generate(payload, items, procs_limit, threads_limit, ordered)
+    return _generate(payload, items, procs_limit, threads_limit, ordered, remote)
