@@ -1,0 +1,340 @@
+/* bad-worker.c: a worker that breaks the protocol, one way per mode
+ *
+ * Usage: fm-bad-worker MODE [MARKER]
+ *
+ * It speaks the protocol by hand: reads the CONFIG frame, says HELLO
+ * (except in the modes that break the greeting), reads one TASKS batch of
+ * int64 values, then misbehaves as MODE says.  After misbehaving it waits
+ * for the parent to close the stream (or to kill it), then exits, so that
+ * a parent that does nothing would hang and a test would see it.
+ *
+ * With MARKER, only the first worker to create the file MARKER
+ * misbehaves; the others serve x → x * x properly with fm_worker_serve(),
+ * so a test sees a bad worker killed and replaced, and every result.
+ *
+ * Modes:
+ *   truncated-header     5 bytes of a frame header, then exits
+ *   truncated-frame      a header for 100 bytes, 20 of them, then exits
+ *   stall-mid-frame      a header for 100 bytes, 20 of them, then silence
+ *   oversized            a RESULTS header one byte over FM_WIRE_MAX_FRAME
+ *   garbage-length       a RESULTS header of 0xffffffff bytes
+ *   garbage              text that is not a frame at all
+ *   unknown-kind         a frame of kind 0x7f
+ *   parent-kind          the TASKS batch sent back as a TASKS frame
+ *   config-kind          a CONFIG frame
+ *   hello-twice          a second HELLO
+ *   unknown-index        a result for an index that was never sent
+ *   duplicate-index      every result right, then the same frame again
+ *   error-unknown-index  a well-formed ERROR for an index never sent
+ *   count-mismatch       a RESULTS frame that says 2 values, holds 1
+ *   bad-type             a RESULTS frame whose value type is invalid
+ *   bad-error            an ERROR frame that is not a (tsiss)
+ *   silent               takes the tasks, never answers
+ *   bad-hello            a HELLO with the wrong magic (before any task)
+ *   no-hello             a RESULTS frame instead of HELLO
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fastmap.h>
+
+#include "fm-wire.h"
+
+static int in_fd = 0;
+static int out_fd = 1;
+
+static void
+die (const char *what,
+     GError     *error)
+{
+  g_printerr ("fm-bad-worker: %s: %s\n", what, error ? error->message : g_strerror (errno));
+  exit (1);
+}
+
+static void
+put (const void *data,
+     gsize       len)
+{
+  struct iovec iov = { (void *) data, len };
+  g_autoptr(GError) error = NULL;
+
+  if (!fm_wire_write_all (out_fd, &iov, 1, &error))
+    die ("write", error);
+}
+
+static void
+put_header (guint32 size,
+            guint8  kind)
+{
+  guint8 h[FM_WIRE_HEADER_SIZE] = { 0 };
+  guint32 le = GUINT32_TO_LE (size);
+
+  memcpy (h, &le, 4);
+  h[4] = kind;
+  put (h, sizeof h);
+}
+
+/* Waits until the parent closes the stream or kills us. */
+static void
+linger (void)
+{
+  char buf[4096];
+
+  for (;;)
+    {
+      gssize n = read (in_fd, buf, sizeof buf);
+
+      if (n > 0 || (n < 0 && errno == EINTR))
+        continue;
+      exit (0);
+    }
+}
+
+static GVariant *
+square (GVariant  *task,
+        gpointer   user_data,
+        GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  return g_variant_new_int64 (x * x);
+}
+
+static void
+read_config (void)
+{
+  g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GError) error = NULL;
+  FmWireConfig config;
+  guint8 kind;
+
+  if (fm_wire_read_frame (in_fd, &kind, &payload, &error) <= 0 || kind != FM_FRAME_CONFIG ||
+      !fm_wire_parse_config (payload, &config, &error))
+    die ("reading the configuration", error);
+}
+
+static void
+read_batch (FmWireBatch *batch)
+{
+  g_autoptr(GBytes) payload = NULL;
+  g_autoptr(GError) error = NULL;
+  guint8 kind;
+
+  if (fm_wire_read_frame (in_fd, &kind, &payload, &error) <= 0 || kind != FM_FRAME_TASKS ||
+      !fm_wire_parse_batch (payload, FALSE, batch, &error))
+    {
+      /* The parent closed the stream before giving us anything. */
+      exit (0);
+    }
+}
+
+/* The batch's own answers: its indexes and squares. */
+static void
+write_answers (FmWireBatch *batch,
+               FmFrameKind  kind)
+{
+  g_autofree guint64 *indexes = g_new (guint64, batch->count);
+  g_autofree GVariant **values = g_new (GVariant *, batch->count);
+  g_autoptr(GError) error = NULL;
+
+  for (guint i = 0; i < batch->count; i++)
+    {
+      g_autoptr(GVariant) task = g_variant_get_child_value (batch->values, i);
+
+      indexes[i] = fm_wire_batch_index (batch, i);
+      values[i] = g_variant_ref_sink (square (task, NULL, NULL));
+    }
+  if (!fm_wire_write_batch (out_fd, kind, indexes, values, batch->count, 8, &error))
+    die ("write", error);
+  for (guint i = 0; i < batch->count; i++)
+    g_variant_unref (values[i]);
+}
+
+static void
+write_one_result (guint64 index)
+{
+  g_autoptr(GVariant) value = g_variant_ref_sink (g_variant_new_int64 (0));
+  g_autoptr(GError) error = NULL;
+
+  if (!fm_wire_write_batch (out_fd, FM_FRAME_RESULTS, &index, &value, 1, 8, &error))
+    die ("write", error);
+}
+
+/* A RESULTS payload by hand: batch header, indexes, type, values. */
+static void
+write_raw_results (guint32      count,
+                   const char  *type,
+                   guint64      index,
+                   gint64       value)
+{
+  guint8 p[64] = { 0 };
+  guint32 u;
+  gsize type_len = strlen (type), off;
+
+  g_assert (type_len <= 8);
+  u = GUINT32_TO_LE (count);
+  memcpy (p, &u, 4);
+  u = GUINT32_TO_LE ((guint32) type_len);
+  memcpy (p + 4, &u, 4);
+  index = GUINT64_TO_LE (index);
+  memcpy (p + 16, &index, 8);
+  memcpy (p + 16 + 8 * count, type, type_len);
+  off = 16 + 8 * count + 8;
+  memcpy (p + off, &value, 8);
+  put_header (off + 8, FM_FRAME_RESULTS);
+  put (p, off + 8);
+}
+
+static void
+write_hello (guint32 magic)
+{
+  guint8 p[24] = { 0 };
+  guint32 u;
+  gint64 pid = GINT64_TO_LE (getpid ());
+
+  u = GUINT32_TO_LE (magic);
+  memcpy (p, &u, 4);
+  u = GUINT32_TO_LE (FM_WIRE_VERSION);
+  memcpy (p + 4, &u, 4);
+  u = GUINT32_TO_LE (G_BYTE_ORDER);
+  memcpy (p + 8, &u, 4);
+  memcpy (p + 16, &pid, 8);
+  put_header (sizeof p, FM_FRAME_HELLO);
+  put (p, sizeof p);
+}
+
+static void
+misbehave (const char  *mode,
+           FmWireBatch *batch)
+{
+  static const guint8 partial[20] = { 1, 0, 0, 0, 1, 0, 0, 0 };
+  guint64 first = fm_wire_batch_index (batch, 0);
+
+  if (g_str_equal (mode, "truncated-header"))
+    {
+      put ("\x40\0\0\0\4", 5);
+      exit (0);
+    }
+  else if (g_str_equal (mode, "truncated-frame"))
+    {
+      put_header (100, FM_FRAME_RESULTS);
+      put (partial, sizeof partial);
+      exit (0);
+    }
+  else if (g_str_equal (mode, "stall-mid-frame"))
+    {
+      put_header (100, FM_FRAME_RESULTS);
+      put (partial, sizeof partial);
+    }
+  else if (g_str_equal (mode, "oversized"))
+    put_header (FM_WIRE_MAX_FRAME + 1, FM_FRAME_RESULTS);
+  else if (g_str_equal (mode, "garbage-length"))
+    put_header (0xffffffffu, FM_FRAME_RESULTS);
+  else if (g_str_equal (mode, "garbage"))
+    put ("this is not a fastmap frame, not at all\n", 40);
+  else if (g_str_equal (mode, "unknown-kind"))
+    {
+      put_header (8, 0x7f);
+      put ("\0\0\0\0\0\0\0\0", 8);
+    }
+  else if (g_str_equal (mode, "parent-kind"))
+    write_answers (batch, FM_FRAME_TASKS);
+  else if (g_str_equal (mode, "config-kind"))
+    {
+      FmWireConfig config = { 0, G_BYTE_ORDER };
+
+      fm_wire_write_config (out_fd, &config, NULL);
+    }
+  else if (g_str_equal (mode, "hello-twice"))
+    write_hello (FM_WIRE_MAGIC);
+  else if (g_str_equal (mode, "unknown-index"))
+    write_one_result (G_GUINT64_CONSTANT (1) << 40);
+  else if (g_str_equal (mode, "duplicate-index"))
+    {
+      write_answers (batch, FM_FRAME_RESULTS);
+      write_answers (batch, FM_FRAME_RESULTS);
+    }
+  else if (g_str_equal (mode, "error-unknown-index"))
+    {
+      g_autoptr(GError) task_error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "boo");
+
+      fm_wire_write_error (out_fd, G_GUINT64_CONSTANT (1) << 40, task_error, NULL, NULL);
+    }
+  else if (g_str_equal (mode, "count-mismatch"))
+    write_raw_results (2, "x", first, 0);
+  else if (g_str_equal (mode, "bad-type"))
+    write_raw_results (1, "(", first, 0);
+  else if (g_str_equal (mode, "bad-error"))
+    {
+      put_header (5, FM_FRAME_ERROR);
+      put ("\1\2\3\4\5", 5);
+    }
+  else if (g_str_equal (mode, "silent"))
+    ;
+  else
+    {
+      g_printerr ("fm-bad-worker: unknown mode %s\n", mode);
+      exit (2);
+    }
+  linger ();
+}
+
+/* TRUE for the one worker that creates @marker first. */
+static gboolean
+first_run (const char *marker)
+{
+  int fd = open (marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  g_autofree char *pid = NULL;
+
+  if (fd < 0)
+    return FALSE;
+  pid = g_strdup_printf ("%d\n", (int) getpid ());
+  if (write (fd, pid, strlen (pid)) < 0)
+    die ("marker", NULL);
+  close (fd);
+  return TRUE;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  FmWireBatch batch = { 0 };
+  const char *mode;
+
+  if (argc < 2)
+    {
+      g_printerr ("usage: fm-bad-worker MODE [MARKER]\n");
+      return 2;
+    }
+  mode = argv[1];
+
+  if (argc > 2 && !first_run (argv[2]))
+    {
+      if (!fm_worker_serve (square, NULL, &error))
+        die ("serving", error);
+      return 0;
+    }
+
+  read_config ();
+  if (g_str_equal (mode, "bad-hello"))
+    {
+      write_hello (0xdeadbeef);
+      linger ();
+    }
+  if (g_str_equal (mode, "no-hello"))
+    {
+      write_raw_results (1, "x", 0, 0);
+      linger ();
+    }
+  write_hello (FM_WIRE_MAGIC);
+  read_batch (&batch);
+  misbehave (mode, &batch);
+  return 0;
+}
