@@ -498,6 +498,21 @@ fm_wire_write_error (int           fd,
                        g_variant_get_size (v), error);
 }
 
+/* Quarks live as long as the process: a peer may add only so many new
+ * error domains, so that a lying one cannot grow the parent without end.
+ * Domains this process knows already are always kept. */
+#define MAX_NEW_REMOTE_DOMAINS 256
+
+static gboolean
+remote_domain_allowed (const char *domain)
+{
+  static gint new_domains = 0;
+
+  if (g_quark_try_string (domain) != 0)
+    return TRUE;
+  return g_atomic_int_add (&new_domains, 1) < MAX_NEW_REMOTE_DOMAINS;
+}
+
 gboolean
 fm_wire_parse_error (GBytes    *payload,
                      gboolean   swap,
@@ -522,7 +537,7 @@ fm_wire_parse_error (GBytes    *payload,
     }
 
   g_variant_get (v, "(t&si&s&s)", index, &domain, &code, &message, &traceback);
-  if (*domain == '\0')
+  if (*domain == '\0' || !remote_domain_allowed (domain))
     domain = "fm-remote-error-quark";
   if (*traceback != '\0')
     *task_error = g_error_new (g_quark_from_string (domain), code,
