@@ -611,6 +611,15 @@ timeout_ms (void)
   return under_valgrind () ? 3000 : 500;
 }
 
+/* How long a stuck-worker test may take before it counts as hung: each
+ * task a silent worker holds costs the parent 2 × timeout + 1 s to give
+ * up on, and valgrind's timeout is six times longer. */
+static guint
+stuck_deadline_s (void)
+{
+  return under_valgrind () ? 120 : 15;
+}
+
 static void
 on_notify (GObject    *object,
            GParamSpec *pspec,
@@ -735,13 +744,13 @@ typedef struct
   gboolean rescued;
 } Rescue;
 
-/* Kills the stopped worker if the map has not ended within 15 s, so that
+/* Kills the stopped worker if the map has not ended within stuck_deadline_s (), so that
  * a parent that does not time it out fails the test instead of hanging. */
 static gpointer
 rescue_thread (gpointer data)
 {
   Rescue *r = data;
-  gint64 deadline = g_get_monotonic_time () + 15 * G_USEC_PER_SEC;
+  gint64 deadline = g_get_monotonic_time () + (gint64) stuck_deadline_s () * G_USEC_PER_SEC;
 
   g_mutex_lock (&r->lock);
   while (!r->done)
@@ -793,7 +802,7 @@ test_timeout_stopped_worker (void)
   g_clear_object (&map);
   g_assert_true (process_gone (pids[0], 5000));
   if (r.rescued)
-    g_test_fail_printf ("a stopped worker was not timed out: the test killed it after 15 s");
+    g_test_fail_printf ("a stopped worker was not timed out: the test killed it after %u s", stuck_deadline_s ());
   alarm (0);
 }
 
@@ -1149,7 +1158,7 @@ test_protocol_timeout (gconstpointer data)
   g_autoptr(GArray) all = NULL;
   const guint n = 6;
 
-  if (!in_subprocess (15))
+  if (!in_subprocess (stuck_deadline_s ()))
     return;
   if (!set_task_timeout (mapper, timeout_ms ()))
     return;
@@ -1184,7 +1193,7 @@ test_protocol_timeout_once (gconstpointer data)
   g_autoptr(GArray) all = NULL;
   const guint n = 20;
 
-  if (!in_subprocess (15))
+  if (!in_subprocess (stuck_deadline_s ()))
     return;
   dir = g_dir_make_tmp ("fm-bad-XXXXXX", NULL);
   marker = g_build_filename (dir, "marker", NULL);
