@@ -493,7 +493,9 @@ test_stress_kill (void)
   g_atomic_int_set (&k.stop, 1);
   g_thread_join (g_steal_pointer (&thread));
   g_test_message ("%u workers killed during %" G_GUINT64_FORMAT " tasks", k.kills, n);
-  g_assert_cmpuint (k.kills, >=, 3);
+  /* How many kills land depends on the machine's speed; none would make
+   * the test say nothing. */
+  g_assert_cmpuint (k.kills, >=, 1);
   alarm (0);
 }
 
@@ -800,7 +802,7 @@ test_timeout_stopped_worker (void)
   g_mutex_unlock (&r.lock);
   g_thread_join (g_steal_pointer (&thread));
   g_clear_object (&map);
-  g_assert_true (process_gone (pids[0], 5000));
+  g_assert_true (process_gone (pids[0], under_valgrind () ? 30000 : 5000));
   if (r.rescued)
     g_test_fail_printf ("a stopped worker was not timed out: the test killed it after %u s", stuck_deadline_s ());
   alarm (0);
@@ -836,7 +838,8 @@ assert_no_child (const GPid *pids,
     {
       g_autoptr(GArray) kids = NULL;
 
-      g_assert_true (process_gone (pids[i], 5000));
+      /* Reaping happens in GLib's worker thread, slow under valgrind. */
+      g_assert_true (process_gone (pids[i], under_valgrind () ? 30000 : 5000));
       kids = children_of (getpid ());
       for (guint j = 0; j < kids->len; j++)
         g_assert_cmpint (g_array_index (kids, GPid, j), !=, pids[i]);
