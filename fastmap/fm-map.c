@@ -564,18 +564,29 @@ fail_task_locked (FmMap   *self,
   complete_slot_locked (self, index, NULL, error);
 }
 
-/* A write that fails means a worker that is gone or stuck: kill it, and
+/* After a frame of @count tasks, already counted in p->outstanding, was
+ * written: a worker that was idle starts its watchdog clock now, and a
+ * write that failed means a worker that is gone or stuck: kill it, and
  * its reader then runs again elsewhere what it held. */
+static void
+proc_sent (Proc     *p,
+           guint     count,
+           gboolean  written)
+{
+  if (p->outstanding == count)
+    p->quiet_since = g_get_monotonic_time ();
+  if (!written)
+    g_subprocess_force_exit (p->process);
+}
+
 static void
 send_tasks (Proc           *p,
             const guint64  *indexes,
             GVariant      **values,
             guint           count)
 {
-  if (p->outstanding == count)
-    p->quiet_since = g_get_monotonic_time ();
-  if (!fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL))
-    g_subprocess_force_exit (p->process);
+  proc_sent (p, count,
+             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL));
 }
 
 /* Sends the next tasks as they are, when they are numbers of a pushed
@@ -613,15 +624,13 @@ send_slice_locked (FmMap *self,
       s->worker = p->id;
       indexes[i] = self->dispatch_next++;
     }
-  if (p->outstanding == 0)
-    p->quiet_since = g_get_monotonic_time ();
   p->outstanding += k;
   self->n_pending -= k;
-  if (!fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
-                                g_variant_get_type_string (seg->array) + 1,
-                                seg->data + seg->taken * seg->elem_size,
-                                k * seg->elem_size, 0, NULL))
-    g_subprocess_force_exit (p->process);
+  proc_sent (p, k,
+             fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
+                                      g_variant_get_type_string (seg->array) + 1,
+                                      seg->data + seg->taken * seg->elem_size,
+                                      k * seg->elem_size, 0, NULL));
   seg->taken += k;
   if (seg->taken == seg->n)
     segment_unref (AS_SEGMENT (g_queue_pop_head (&self->pending)));
@@ -1796,12 +1805,22 @@ next_locked (FmMap     *self,
              GVariant **value,
              GError   **error)
 {
+  gboolean taken;
+
   *value = NULL;
   *error = NULL;
   *index = self->base;
 
-  fill_locked (self);
-  if (take_ready_locked (self, index, value, error))
+  /* Pull and dispatch once per result taken, after taking it; before,
+   * only when nothing is ready (the first call, or the workers are
+   * behind). */
+  taken = take_ready_locked (self, index, value, error);
+  if (!taken)
+    {
+      fill_locked (self);
+      taken = take_ready_locked (self, index, value, error);
+    }
+  if (taken)
     {
       fill_locked (self);
       return TRUE;

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
@@ -85,7 +84,10 @@ fm_wire_read_frame (int       fd,
   if (n == 0)
     return 0;
   if (n < (gssize) sizeof header)
-    return protocol_error (error, "Truncated frame header") ? 0 : -1;
+    {
+      protocol_error (error, "Truncated frame header");
+      return -1;
+    }
 
   memcpy (&size, header, 4);
   size = GUINT32_FROM_LE (size);
@@ -123,20 +125,18 @@ fm_wire_write_all (int                 fd,
 {
   struct iovec local[8];
   struct msghdr msg = { 0 };
-  gboolean is_socket;
-  struct stat st;
+  gboolean is_socket = TRUE;
 
   g_assert (n_iov <= (int) G_N_ELEMENTS (local));
   memcpy (local, iov, n_iov * sizeof *iov);
   msg.msg_iov = local;
   msg.msg_iovlen = n_iov;
 
-  /* sendmsg() with MSG_NOSIGNAL turns a dead peer into EPIPE instead of
-   * SIGPIPE; plain pipes (ssh, or a worker's stdout) need writev(). */
-  is_socket = fstat (fd, &st) == 0 && S_ISSOCK (st.st_mode);
-
   while (msg.msg_iovlen > 0)
     {
+      /* sendmsg() with MSG_NOSIGNAL turns a dead peer into EPIPE instead
+       * of SIGPIPE; a plain pipe (ssh, a worker's stdout) says ENOTSOCK
+       * once and takes writev(). */
       gssize n = is_socket ? sendmsg (fd, &msg, MSG_NOSIGNAL)
                            : writev (fd, msg.msg_iov, msg.msg_iovlen);
 
@@ -144,6 +144,11 @@ fm_wire_write_all (int                 fd,
         {
           if (errno == EINTR)
             continue;
+          if (errno == ENOTSOCK && is_socket)
+            {
+              is_socket = FALSE;
+              continue;
+            }
           return io_error (error, errno, "Could not write to a worker stream");
         }
       while (n > 0 && msg.msg_iovlen > 0)
