@@ -13,6 +13,8 @@
 
 #include <fastmap.h>
 
+#include "fm-test-util.h"
+
 #define TEST_ERROR (g_quark_from_static_string ("fm-test-error"))
 
 /* ---- functions the workers run ------------------------------------- */
@@ -109,17 +111,6 @@ returns_null (GVariant  *task,
 
 /* ---- helpers -------------------------------------------------------- */
 
-static FmMapper *
-mapper_for (FmFunction func,
-            guint      n_processes)
-{
-  FmMapper *mapper = fm_mapper_new_for_function (func);
-
-  g_assert_nonnull (mapper);
-  fm_mapper_set_n_processes (mapper, n_processes);
-  return mapper;
-}
-
 /* Takes every result, which must all succeed, into an array by arrival. */
 static GPtrArray *
 take_all (FmMap  *map,
@@ -140,25 +131,12 @@ take_all (FmMap  *map,
   return values;
 }
 
-static gboolean
-process_gone (GPid pid)
-{
-  /* GSubprocess reaps its children in GLib's worker thread. */
-  for (int i = 0; i < 500; i++)
-    {
-      if (kill (pid, 0) < 0 && errno == ESRCH)
-        return TRUE;
-      g_usleep (10000);
-    }
-  return FALSE;
-}
-
 /* ---- tests ---------------------------------------------------------- */
 
 static void
 test_order_random_delays (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (slow_square, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr(GPtrArray) values = NULL;
@@ -182,7 +160,7 @@ test_order_random_delays (void)
 static void
 test_hundred_thousand (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (twice, 0);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 0);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   GVariant *value;
   GError *error = NULL;
@@ -207,7 +185,7 @@ test_hundred_thousand (void)
 static void
 test_n_processes (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (worker_pid, 3);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (worker_pid, 3);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GHashTable) seen = g_hash_table_new (NULL, NULL);
   g_autoptr(GPtrArray) values = NULL;
@@ -266,7 +244,7 @@ max_overlap (GPtrArray *intervals)
 static void
 test_threads_limit (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (interval, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (interval, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GPtrArray) values = NULL;
 
@@ -285,7 +263,7 @@ test_threads_limit (void)
 static void
 test_no_threads_limit (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (interval, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (interval, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GPtrArray) values = NULL;
 
@@ -301,7 +279,7 @@ test_no_threads_limit (void)
 static void
 test_unordered (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (slow_square, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr(GPtrArray) values = NULL;
@@ -330,7 +308,7 @@ test_unordered (void)
 static void
 test_failing_task (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fail_on_five, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   guint64 expected = 0;
 
@@ -367,7 +345,7 @@ test_failing_task (void)
 static void
 test_function_returns_null (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (returns_null, 1);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (returns_null, 1);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GError) error = NULL;
   g_autoptr(GVariant) value = NULL;
@@ -445,7 +423,7 @@ counter_destroyed (gpointer data)
 static void
 test_source_window (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = NULL;
   Counter c = { 0, 500, FALSE };
   GVariant *value;
@@ -476,7 +454,7 @@ test_source_window (void)
 static void
 test_endless_source (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   FmMap *map;
   Counter c = { 0, G_MAXUINT64, FALSE };
   GPid pids[2];
@@ -501,14 +479,14 @@ test_endless_source (void)
   /* Dropping the map ends an endless run and its workers. */
   g_object_unref (map);
   g_assert_true (c.destroyed);
-  g_assert_true (process_gone (pids[0]));
-  g_assert_true (process_gone (pids[1]));
+  g_assert_true (fm_test_process_gone (pids[0], 5000));
+  g_assert_true (fm_test_process_gone (pids[1], 5000));
 }
 
 static void
 test_function_prints (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (chatty, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (chatty, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GPtrArray) values = NULL;
 
@@ -524,7 +502,7 @@ test_function_prints (void)
 static void
 test_mixed_types (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (identity, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (identity, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   g_autoptr(GPtrArray) values = NULL;
@@ -566,7 +544,7 @@ check_push_array (FmFunction func,
                   gint64     n,
                   gboolean   kill_one)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (func, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (func, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autofree gint64 *numbers = g_new (gint64, n);
   g_autoptr(GVariant) strings = NULL;
@@ -631,7 +609,7 @@ blob (GVariant  *task,
 static void
 test_huge_result (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (blob, 1);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (blob, 1);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   const gint64 sizes[] = { 10, 40 * 1024 * 1024, 20 * 1024 * 1024, 10 };
 
@@ -662,7 +640,7 @@ test_huge_result (void)
 static void
 test_empty (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GError) error = NULL;
 
@@ -774,7 +752,7 @@ collect_clear (Collect *c)
 static void
 test_async (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fail_on_five, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   Collect c;
 
@@ -799,7 +777,7 @@ test_async (void)
 static void
 test_async_source (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (twice, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = NULL;
   Counter counter = { 0, 300, FALSE };
   Collect c;
@@ -858,7 +836,7 @@ on_finished (FmMap        *map,
 static void
 test_signals (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (fail_on_five, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fail_on_five, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   Collect c;
 
@@ -891,7 +869,7 @@ cancel_later (gpointer data)
 static void
 test_cancel (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (slow_square, 2);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(FmMap) map = fm_mapper_map (mapper, cancellable);
   g_autoptr(GError) error = NULL;
@@ -917,14 +895,14 @@ test_cancel (void)
   g_clear_error (&error);
   g_assert_null (fm_map_next (map, NULL, &error));
   g_assert_no_error (error);
-  g_assert_true (process_gone (pids[0]));
-  g_assert_true (process_gone (pids[1]));
+  g_assert_true (fm_test_process_gone (pids[0], 5000));
+  g_assert_true (fm_test_process_gone (pids[1], 5000));
 }
 
 static void
 test_worker_killed (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (slow_square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (slow_square, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GPtrArray) values = NULL;
   GPid victim;
@@ -943,7 +921,7 @@ test_worker_killed (void)
   for (guint i = 0; i < 40; i++)
     g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) i * i);
   /* The dead worker was replaced. */
-  g_assert_true (process_gone (victim));
+  g_assert_true (fm_test_process_gone (victim, 5000));
 }
 
 int

@@ -25,6 +25,8 @@
 #include <glib/gstdio.h>
 #include <fastmap.h>
 
+#include "fm-test-util.h"
+
 /* ---- functions the workers run ------------------------------------- */
 
 /* x → 2x, after about 20 µs of work: long enough that a stress run lasts
@@ -198,17 +200,6 @@ watchdog (guint seconds)
 }
 
 static FmMapper *
-mapper_for (FmFunction func,
-            guint      n_processes)
-{
-  FmMapper *mapper = fm_mapper_new_for_function (func);
-
-  g_assert_nonnull (mapper);
-  fm_mapper_set_n_processes (mapper, n_processes);
-  return mapper;
-}
-
-static FmMapper *
 bad_mapper (const char *mode,
             const char *marker,
             guint       n_processes)
@@ -323,20 +314,6 @@ names_task (const char *message,
       at += strlen (needle);
       if (!g_ascii_isdigit (*at))
         return TRUE;
-    }
-  return FALSE;
-}
-
-/* Reaped: not even a zombie. GSubprocess reaps in GLib's worker thread. */
-static gboolean
-process_gone (GPid pid,
-              guint ms)
-{
-  for (guint i = 0; i <= ms / 10; i++)
-    {
-      if (kill (pid, 0) < 0 && errno == ESRCH)
-        return TRUE;
-      g_usleep (10000);
     }
   return FALSE;
 }
@@ -459,7 +436,7 @@ killer_thread (gpointer data)
 static void
 test_stress_kill (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (spin_twice, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (spin_twice, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GThread) thread = NULL;
   Killer k = { 0 };
@@ -529,7 +506,7 @@ static void
 check_crash (const Crash *crash,
              guint        max_retries)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (crash->func, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (crash->func, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   const char *log = g_getenv ("FM_TEST_CRASH_LOG");
@@ -587,7 +564,7 @@ test_crash_retries (void)
 static void
 test_crash_every_task (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (segv_always, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (segv_always, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   const guint n = 10;
@@ -635,7 +612,7 @@ on_notify (GObject    *object,
 static void
 test_timeout_property (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (square, 1);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
   guint ms = 1, notified = 0;
 
   g_assert_cmpuint (fm_mapper_get_task_timeout (mapper), ==, 0);
@@ -657,7 +634,7 @@ test_timeout_property (void)
 static void
 test_timeout_hang (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (hang_on_3_and_17, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (hang_on_3_and_17, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   const guint n = 40;
@@ -691,7 +668,7 @@ test_timeout_hang (void)
 static void
 test_timeout_every_task (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (hang_always, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (hang_always, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   const guint n = 4;
@@ -715,7 +692,7 @@ test_timeout_every_task (void)
 static void
 test_timeout_not_reached (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   const guint n = 200;
@@ -769,7 +746,7 @@ rescue_thread (gpointer data)
 static void
 test_timeout_stopped_worker (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
   g_autoptr(GThread) thread = NULL;
@@ -802,7 +779,7 @@ test_timeout_stopped_worker (void)
   g_mutex_unlock (&r.lock);
   g_thread_join (g_steal_pointer (&thread));
   g_clear_object (&map);
-  g_assert_true (process_gone (pids[0], under_valgrind () ? 30000 : 5000));
+  g_assert_true (fm_test_process_gone (pids[0], under_valgrind () ? 30000 : 5000));
   if (r.rescued)
     g_test_fail_printf ("a stopped worker was not timed out: the test killed it after %u s", stuck_deadline_s ());
   alarm (0);
@@ -839,7 +816,7 @@ assert_no_child (const GPid *pids,
       g_autoptr(GArray) kids = NULL;
 
       /* Reaping happens in GLib's worker thread, slow under valgrind. */
-      g_assert_true (process_gone (pids[i], under_valgrind () ? 30000 : 5000));
+      g_assert_true (fm_test_process_gone (pids[i], under_valgrind () ? 30000 : 5000));
       kids = children_of (getpid ());
       for (guint j = 0; j < kids->len; j++)
         g_assert_cmpint (g_array_index (kids, GPid, j), !=, pids[i]);
@@ -851,7 +828,7 @@ assert_no_child (const GPid *pids,
 static void
 test_cancel_ends_workers (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GThread) thread = NULL;
@@ -874,7 +851,7 @@ test_cancel_ends_workers (void)
 static void
 test_cancel_before_start (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 2);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GError) error = NULL;
@@ -905,7 +882,7 @@ on_next_cancelled (GObject      *source,
 static void
 test_cancel_async (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GThread) thread = NULL;
@@ -929,7 +906,7 @@ test_cancel_async (void)
 static void
 test_unref_ends_workers (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   FmMap *map;
   GPid pids[2];
   gint64 start;
@@ -950,7 +927,7 @@ test_unref_ends_workers (void)
 static int
 parent_killed_child (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GVariant) value = NULL;
   GPid pids[2];
@@ -1143,7 +1120,7 @@ test_protocol_once (gconstpointer data)
 
   /* The bad one is gone before the map is. */
   g_assert_true (g_file_get_contents (marker, &bad_pid, NULL, NULL));
-  g_assert_true (process_gone (atoi (bad_pid), 5000));
+  g_assert_true (fm_test_process_gone (atoi (bad_pid), 5000));
   g_unlink (marker);
   g_rmdir (dir);
   alarm (0);
@@ -1233,7 +1210,7 @@ test_protocol_timeout_once (gconstpointer data)
 static void
 test_threads_unlimited (void)
 {
-  g_autoptr(FmMapper) mapper = mapper_for (sleeper, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(FmMap) map = NULL;
   guint64 n = under_valgrind () ? 10000 : 100000, expected = 0, index;
   GError *error = NULL;
