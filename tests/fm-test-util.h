@@ -6,6 +6,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <fastmap.h>
 
@@ -21,15 +24,36 @@ fm_test_mapper_for (FmFunction func,
   return mapper;
 }
 
-/* Reaped within @ms: not even a zombie. GSubprocess reaps its children
- * in GLib's worker thread. */
+/* The parent of @pid, or 0 when there is no such process. */
+static inline GPid
+fm_test_parent_of (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+  int ppid = 0;
+
+  if (!g_file_get_contents (path, &stat, NULL, NULL))
+    return 0;
+  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+  end = strrchr (stat, ')');
+  if (end == NULL || sscanf (end + 1, " %*c %d", &ppid) != 1)
+    return 0;
+  return ppid;
+}
+
+/* Our child @pid is reaped within @ms: not even a zombie. GSubprocess
+ * reaps its children in GLib's worker thread. The pid may be reused as
+ * soon as it is reaped (pid_max can be 32768, and tests that run beside
+ * this one make thousands of threads), so a process that is not our child
+ * is not the one we look for. */
 static inline gboolean
 fm_test_process_gone (GPid  pid,
                       guint ms)
 {
   for (guint i = 0; i <= ms / 10; i++)
     {
-      if (kill (pid, 0) < 0 && errno == ESRCH)
+      if (fm_test_parent_of (pid) != getpid ())
         return TRUE;
       g_usleep (10000);
     }

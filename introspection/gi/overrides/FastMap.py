@@ -233,9 +233,10 @@ class Map(FastMap.Map):
         waiter = getattr(self, '_fm_waiter', None)
         if waiter is None:
             waiter = self._fm_waiter = _Waiter(self)
-        (value, index), error = waiter.wait() or ((None, 0), None)
+        result, error = waiter.wait() or ((None, 0), None)
         if error is not None:
             raise error
+        value, _ = result
         if value is None:
             raise StopIteration
         return value
@@ -458,9 +459,10 @@ class _Run:
             got = self.waiter.wait(timeout)
             if got is None:
                 continue                       # the probe timed out: pump
-            (value, index), error = got
+            result, error = got
             if error is not None:
                 raise error
+            value, index = result
             if value is None:
                 break
             n, first = self.chunks.pop(index)

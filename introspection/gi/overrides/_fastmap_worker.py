@@ -122,6 +122,10 @@ def main():
     from gi.repository import FastMap
 
     server = _Server(payload)
+    # PyGObject wraps GLib.Bytes and GLib.Variant lazily, and two pool
+    # threads doing it at once can see two classes for one type ("Expected
+    # GLib.Bytes, but got gi.repository.GLib.Bytes"): do it here, first.
+    server.GLib.Variant.new_from_bytes(server.ay, server.GLib.Bytes.new(b''), True).get_data_as_bytes().get_data()
     try:
         FastMap.worker_serve(server.run_chunk)
     except Exception as e:
