@@ -36,12 +36,22 @@
  * is what tasks that block look like. When the system refuses a thread,
  * the tasks stay queued for the runners there are, and the ticker tries
  * again: work waits for a free thread.
+ *
+ * A chunk is sized from the tasks before it, and the next task may block
+ * where they did not (the first tasks of Python's fast_map() are empty
+ * pings). So a runner claims the tasks of its chunk one at a time, and a
+ * chunk whose runner has been in one task for STUCK_US gives the tasks it
+ * has not started back to the head of the queue, for other runners: a
+ * task does not wait long behind another one that blocks.
  */
 
 #define PROBE_RUNNERS       8
 #define CHUNK_TARGET_NS     (200 * 1000)
-#define MAX_CHUNK           4096
+#define MAX_CHUNK           4096  /* < 65536: see Running.claim */
 #define STALL_US            1000
+/* A chunk whose runner spends this long in one task gives the rest away:
+ * long enough that a runner the system preempted keeps its chunk. */
+#define STUCK_US            (20 * 1000)
 /* A frame of results stays under this, and one result must fit in it
  * with room to spare: the parent refuses frames over FM_WIRE_MAX_FRAME. */
 #define MAX_RESULTS_BYTES   (16 * 1024 * 1024)
@@ -59,12 +69,32 @@ typedef struct
   guint     n;
 } Batch;
 
-/* What a runner is running, for the task-timeout watchdog. */
+/* Tasks in the queue: [pos, end) of a batch, holding a reference. */
 typedef struct
 {
-  guint64  index;
+  Batch *b;
+  guint  pos;
+  guint  end;
+} Slice;
+
+/* What a runner is running: its chunk, and its task for the task-timeout
+ * watchdog. */
+typedef struct
+{
+  guint64  index;         /* these two only with a task-timeout */
   gint64   started;       /* monotonic µs, 0 when between tasks */
+  Batch   *batch;         /* the chunk's batch, NULL between chunks */
+  guint    start;         /* the chunk's first task in it */
+  gint     claim;         /* atomic: next << 16 | end, from start */
+  Batch   *seen_batch;    /* the ticker's view, unchanged since seen_at */
+  guint    seen_start;
+  gint     seen_claim;
+  gint64   seen_at;
 } Running;
+
+#define CLAIM(next, end)    ((gint) (((next) << 16) | (end)))
+#define CLAIM_NEXT(claim)   (((guint) (claim)) >> 16)
+#define CLAIM_END(claim)    (((guint) (claim)) & 0xffff)
 
 typedef struct
 {
@@ -79,8 +109,7 @@ typedef struct
 
   GMutex       lock;            /* guards the fields below */
   GCond        tick_cond;
-  GQueue       batches;         /* of Batch*, the head partly taken */
-  guint        head_pos;
+  GQueue       slices;          /* of Slice*, in the order to run */
   guint64      queued;
   guint        runners;         /* jobs pushed and not returned */
   guint        busy;            /* runners inside a chunk */
@@ -88,11 +117,16 @@ typedef struct
   GCond        work_cond;       /* signalled when work is queued */
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
+  gboolean     computing;       /* the process used half a core, ... */
+  gint64       cpu_at;          /* ... since then (monotonic µs), ... */
+  gint64       cpu_then;        /* ... when its CPU time was this (µs) */
+  guint        chunked;         /* runners inside a chunk of several tasks */
   gboolean     stopping;
   gint64       timeout_us;      /* task-timeout, 0: none; immutable once serving */
-  GPtrArray   *running;         /* Running*, one per runner, with a timeout */
+  GPtrArray   *running;         /* Running*, one per runner */
 
   GMutex       write_lock;      /* one frame at a time on out_fd */
+  gint         writing;         /* atomic: runners writing or waiting to */
 } Worker;
 
 static void
@@ -169,6 +203,7 @@ write_results (Worker     *w,
 {
   guint start = 0;
 
+  g_atomic_int_inc (&w->writing);
   g_mutex_lock (&w->write_lock);
   while (start < n)
     {
@@ -186,6 +221,7 @@ write_results (Worker     *w,
       start = end;
     }
   g_mutex_unlock (&w->write_lock);
+  g_atomic_int_add (&w->writing, -1);
 }
 
 static void
@@ -193,10 +229,12 @@ write_error (Worker       *w,
              guint64       index,
              const GError *error)
 {
+  g_atomic_int_inc (&w->writing);
   g_mutex_lock (&w->write_lock);
   if (!fm_wire_write_error (w->out_fd, index, error, NULL, NULL))
     _exit (0);
   g_mutex_unlock (&w->write_lock);
+  g_atomic_int_add (&w->writing, -1);
 }
 
 static GVariant *
@@ -228,7 +266,7 @@ watch_task (Worker  *w,
             guint64  index,
             gint64   started)
 {
-  if (r == NULL)
+  if (w->timeout_us == 0)
     return;
   g_mutex_lock (&w->lock);
   r->index = index;
@@ -236,44 +274,74 @@ watch_task (Worker  *w,
   g_mutex_unlock (&w->lock);
 }
 
-static void
+/* Claims the next task of the runner's chunk, unless the ticker gave the
+ * rest away. */
+static gboolean
+claim_task (Running *r,
+            guint   *i)
+{
+  for (;;)
+    {
+      gint claim = g_atomic_int_get (&r->claim);
+      guint next = CLAIM_NEXT (claim), end = CLAIM_END (claim);
+
+      if (next >= end)
+        return FALSE;
+      if (g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next + 1, end)))
+        {
+          *i = r->start + next;
+          return TRUE;
+        }
+    }
+}
+
+/* Runs the tasks of @r's chunk it claims; returns how many, and in
+ * @elapsed_ns the time they took, without the time writing results (a
+ * parent slow to read is no cost of the tasks). */
+static guint
 run_chunk (Worker  *w,
            Running *r,
-           Batch   *b,
-           guint    start,
            guint    n,
-           guint32  credit)
+           guint32  credit,
+           gint64  *elapsed_ns)
 {
+  gint64 t0 = g_get_monotonic_time ();
   GVariant *stack_values[64];
   guint64 stack_indexes[64];
   GVariant **values = n <= 64 ? stack_values : g_new (GVariant *, n);
   guint64 *indexes = n <= 64 ? stack_indexes : g_new (guint64, n);
-  guint n_ok = 0;
+  Batch *b = r->batch;
+  guint n_ok = 0, done = 0, i;
 
-  for (guint i = 0; i < n; i++)
+  while (claim_task (r, &i))
     {
-      g_autoptr(GVariant) task = g_variant_get_child_value (b->values, start + i);
+      g_autoptr(GVariant) task = g_variant_get_child_value (b->values, i);
       g_autoptr(GError) error = NULL;
       GVariant *result;
 
-      watch_task (w, r, b->indexes[start + i], g_get_monotonic_time ());
+      done++;
+      watch_task (w, r, b->indexes[i], g_get_monotonic_time ());
       result = call_function (w, task, &error);
       watch_task (w, r, 0, 0);
 
       if (result == NULL)
         {
+          gint64 t1 = g_get_monotonic_time ();
+
           /* Keep order within the chunk: results before the error first. */
           if (n_ok > 0)
             write_results (w, indexes, values, n_ok, credit);
           for (guint j = 0; j < n_ok; j++)
             g_variant_unref (values[j]);
           n_ok = 0;
-          write_error (w, b->indexes[start + i], error);
+          write_error (w, b->indexes[i], error);
+          t0 += g_get_monotonic_time () - t1;
           continue;
         }
-      indexes[n_ok] = b->indexes[start + i];
+      indexes[n_ok] = b->indexes[i];
       values[n_ok++] = result;
     }
+  *elapsed_ns = (g_get_monotonic_time () - t0) * 1000;
 
   if (n_ok > 0)
     write_results (w, indexes, values, n_ok, credit);
@@ -283,30 +351,52 @@ run_chunk (Worker  *w,
     g_free (values);
   if (indexes != stack_indexes)
     g_free (indexes);
+  return done;
 }
 
-/* Takes up to @max tasks from the head batch, and a reference to it. */
-static Batch *
-take_chunk_locked (Worker *w,
-                   guint   max,
-                   guint  *start,
-                   guint  *n)
+/* Takes up to @max tasks from the head of the queue for @r's chunk, with
+ * a reference to their batch; returns how many. */
+static guint
+take_chunk_locked (Worker  *w,
+                   Running *r,
+                   guint    max)
 {
-  Batch *b = g_queue_peek_head (&w->batches);
+  Slice *s = g_queue_peek_head (&w->slices);
+  guint n = MIN (max, s->end - s->pos);
 
-  *start = w->head_pos;
-  *n = MIN (max, b->n - w->head_pos);
-  w->head_pos += *n;
-  w->queued -= *n;
-  if (w->head_pos < b->n)
-    g_atomic_ref_count_inc (&b->refs);
+  r->batch = s->b;
+  r->start = s->pos;
+  g_atomic_int_set (&r->claim, CLAIM (0, n));
+  s->pos += n;
+  w->queued -= n;
+  if (s->pos < s->end)
+    g_atomic_ref_count_inc (&s->b->refs);
   else
     {
       /* The queue's reference goes to the runner. */
-      g_queue_pop_head (&w->batches);
-      w->head_pos = 0;
+      g_queue_pop_head (&w->slices);
+      g_free (s);
     }
-  return b;
+  return n;
+}
+
+static void
+queue_slice_locked (Worker   *w,
+                    Batch    *b,
+                    guint     pos,
+                    guint     end,
+                    gboolean  head)
+{
+  Slice *s = g_new (Slice, 1);
+
+  s->b = b;
+  s->pos = pos;
+  s->end = end;
+  if (head)
+    g_queue_push_head (&w->slices, s);
+  else
+    g_queue_push_tail (&w->slices, s);
+  w->queued += end - pos;
 }
 
 static void
@@ -314,26 +404,31 @@ runner (gpointer data,
         gpointer pool_data)
 {
   Worker *w = data;
-  Running running = { 0, 0 };
-  Running *r = w->timeout_us > 0 ? &running : NULL;
+  Running running = { 0, };
+  Running *r = &running;
   gint64 elapsed = 0;
-  guint done = 0;
+  guint done = 0, n = 0;
+  gboolean ran = FALSE;
 
   g_mutex_lock (&w->lock);
-  if (r != NULL)
-    g_ptr_array_add (w->running, r);
+  g_ptr_array_add (w->running, r);
   for (;;)
     {
       Batch *b;
-      guint start, n;
       guint32 credit;
-      gint64 t0;
 
+      if (ran)
+        {
+          w->busy--;
+          if (n > 1)
+            w->chunked--;
+          r->batch = NULL;
+          ran = FALSE;
+        }
       if (done > 0)
         {
           gint64 per_task = MAX (elapsed / done, 1);
 
-          w->busy--;
           w->cost_ns = w->cost_ns <= 0 ? per_task : (3 * w->cost_ns + per_task) / 4;
           w->last_progress = g_get_monotonic_time ();
         }
@@ -350,21 +445,22 @@ runner (gpointer data,
       if (w->queued == 0 || w->stopping)
         break;
 
-      b = take_chunk_locked (w, chunk_size_locked (w), &start, &n);
+      n = take_chunk_locked (w, r, chunk_size_locked (w));
+      b = r->batch;
       credit = credit_locked (w);
       w->busy++;
+      /* The ticker may take some of a chunk back: it must tick. */
+      if (n > 1 && w->chunked++ == 0)
+        g_cond_signal (&w->tick_cond);
+      ran = TRUE;
       g_mutex_unlock (&w->lock);
 
-      t0 = g_get_monotonic_time ();
-      run_chunk (w, r, b, start, n, credit);
-      elapsed = (g_get_monotonic_time () - t0) * 1000;
-      done = n;
+      done = run_chunk (w, r, n, credit, &elapsed);
       batch_unref (b);
 
       g_mutex_lock (&w->lock);
     }
-  if (r != NULL)
-    g_ptr_array_remove_fast (w->running, r);
+  g_ptr_array_remove_fast (w->running, r);
   w->runners--;
   g_mutex_unlock (&w->lock);
 }
@@ -415,36 +511,99 @@ process_cpu_us (void)
   return ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
+/* Gives the tasks not yet started of chunks whose runner has been inside
+ * one task for STUCK_US back to the head of the queue; returns how many. */
+static guint
+steal_stuck_locked (Worker *w,
+                    gint64  now)
+{
+  guint stolen = 0;
+
+  for (guint i = 0; i < w->running->len; i++)
+    {
+      Running *r = g_ptr_array_index (w->running, i);
+      gint claim = g_atomic_int_get (&r->claim);
+      guint next = CLAIM_NEXT (claim), end = CLAIM_END (claim);
+
+      if (r->batch != r->seen_batch || r->start != r->seen_start || claim != r->seen_claim)
+        {
+          r->seen_batch = r->batch;
+          r->seen_start = r->start;
+          r->seen_claim = claim;
+          r->seen_at = now;
+          continue;
+        }
+      if (r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
+          !g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next, next)))
+        continue;
+      g_atomic_ref_count_inc (&r->batch->refs);
+      queue_slice_locked (w, r->batch, r->start + next, r->start + end, TRUE);
+      r->seen_claim = CLAIM (next, next);
+      stolen += end - next;
+    }
+  return stolen;
+}
+
+/* Whether the process used half a core or more since the last look, at
+ * least STALL_US ago. Runners that compute use the CPU; runners that
+ * block do not. The process's CPU time sums all its threads: the kernel
+ * takes longer the more there are, so it is not read more often. */
+static gboolean
+computing_locked (Worker *w,
+                  gint64  now)
+{
+  if (now - w->cpu_at >= STALL_US)
+    {
+      gint64 cpu = process_cpu_us ();
+
+      w->computing = 2 * (cpu - w->cpu_then) >= now - w->cpu_at;
+      w->cpu_at = now;
+      w->cpu_then = cpu;
+    }
+  return w->computing;
+}
+
 static gpointer
 ticker (gpointer data)
 {
   Worker *w = data;
-  gint64 last_tick = g_get_monotonic_time ();
-  gint64 last_cpu = process_cpu_us ();
 
   g_mutex_lock (&w->lock);
   while (!w->stopping)
     {
       gint64 now = g_get_monotonic_time ();
-      gint64 cpu = process_cpu_us ();
-      /* Runners that compute use the CPU; runners that block do not. */
-      gboolean computing = 2 * (cpu - last_cpu) >= now - last_tick;
       gboolean can_grow = w->threads_limit == 0 || w->runners < w->threads_limit;
-
-      last_tick = now;
-      last_cpu = cpu;
+      gboolean computing;
+      guint stolen;
 
       if (w->timeout_us > 0)
         check_timeouts_locked (w, now);
-      if ((w->queued == 0 || !can_grow) && (w->timeout_us == 0 || w->busy == 0))
+      /* Nothing to grow, to time out, or to take back from a chunk. */
+      if ((w->queued == 0 || !can_grow) && (w->timeout_us == 0 || w->busy == 0) &&
+          w->chunked == 0)
         {
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
-      if (w->queued > 0 && can_grow && !computing && now - w->last_progress >= STALL_US)
+      computing = computing_locked (w, now);
+      stolen = w->chunked > 0 ? steal_stuck_locked (w, now) : 0;
+      if (stolen > 0)
         {
-          /* No runner finished anything for a while, tasks wait, and the
-           * process hardly used the CPU: the runners block. Double them,
+          /* The chunks were too large for these tasks: from now on, one
+           * at a time until they measure faster. Unless the process
+           * computes, each gets a runner, as tasks that wait do. */
+          w->cost_ns = MAX (w->cost_ns, CHUNK_TARGET_NS);
+          for (guint i = 0; i < MIN (stolen, w->waiting); i++)
+            g_cond_signal (&w->work_cond);
+          if (!computing)
+            spawn_runners_locked (w, chunks_locked (w), (guint64) w->runners + stolen);
+        }
+      if (w->queued > 0 && can_grow && !computing && now - w->last_progress >= STALL_US &&
+          g_atomic_int_get (&w->writing) == 0)
+        {
+          /* No runner finished anything for a while, tasks wait, the
+           * process hardly used the CPU, and no runner waits for the
+           * parent to read its results: the runners block. Double them,
            * up to a runner per chunk: waits overlap within a few ticks,
            * and a wrong guess costs a few threads, not one per task. */
           w->last_progress = now;
@@ -480,18 +639,19 @@ queue_batch (Worker      *w,
   g_mutex_lock (&w->lock);
   if (w->queued == 0 && w->runners == 0)
     w->last_progress = g_get_monotonic_time ();
-  g_queue_push_tail (&w->batches, b);
-  w->queued += b->n;
+  queue_slice_locked (w, b, 0, b->n, FALSE);
   chunks = chunks_locked (w);
   if (w->cost_ns <= 0)
     chunks = MIN (chunks, PROBE_RUNNERS);
   for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
     g_cond_signal (&w->work_cond);
-  /* Tasks that take more than a chunk's time get a runner each (they
-   * may wait); tiny ones, in chunks, gain nothing from more runners than
-   * cores. If tiny tasks start to block, the ticker adds runners. */
+  /* Tasks that take more than a chunk's time get a runner each, unless
+   * the process computes: they may wait, and the sooner they all wait the
+   * better. Tiny ones, in chunks, gain nothing from more runners than
+   * cores. Either way, if the runners block, the ticker adds more. */
   spawn_runners_locked (w, chunks,
-                        chunk_size_locked (w) > 1 ? w->n_cpus : G_MAXUINT64);
+                        chunk_size_locked (w) > 1 ||
+                        computing_locked (w, g_get_monotonic_time ()) ? w->n_cpus : G_MAXUINT64);
   g_cond_signal (&w->tick_cond);
   g_mutex_unlock (&w->lock);
 }
@@ -635,7 +795,7 @@ fm_worker_serve (FmFunction   func,
   g_mutex_init (&w->write_lock);
   g_cond_init (&w->tick_cond);
   g_cond_init (&w->work_cond);
-  g_queue_init (&w->batches);
+  g_queue_init (&w->slices);
   w->running = g_ptr_array_new ();
   w->n_cpus = MAX (g_get_num_processors (), 1);
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -581,6 +582,102 @@ check_push_array (FmFunction func,
   g_assert_cmpuint (expected, ==, n + 10);
 }
 
+/* delay_ms → the monotonic µs at which the task started. */
+static GVariant *
+started_at (GVariant  *task,
+            gpointer   user_data,
+            GError   **error)
+{
+  gint64 start = g_get_monotonic_time ();
+  guint32 delay_ms = g_variant_get_uint32 (task);
+
+  if (delay_ms > 0)
+    g_usleep (delay_ms * 1000);
+  return g_variant_new_int64 (start);
+}
+
+static void
+test_blocking_task_in_chunk (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (started_at, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  /* All of them within the window of max-in-flight (8192) tasks. */
+  const guint n_before = 50000, n = 55000, every = 500;
+  g_autofree guint32 *delays = g_new0 (guint32, n);
+  g_autoptr(GPtrArray) values = NULL;
+
+  /* Tiny tasks teach the worker to run them thousands to a chunk; then
+   * some block for 3 s among them, one every 500 tasks. The tasks
+   * after each, in its chunk, must start on other threads long before it
+   * ends. */
+  for (guint i = n_before; i < n; i += every)
+    delays[i] = 3000;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, n,
+                                                     sizeof (guint32)));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, n);
+  for (guint i = n_before; i < n; i += every)
+    {
+      gint64 slow_start = g_variant_get_int64 (values->pdata[i]);
+
+      for (guint j = i + 1; j < MIN (i + every, n); j++)
+        g_assert_cmpint (g_variant_get_int64 (values->pdata[j]) - slow_start, <, 1500 * 1000);
+    }
+}
+
+/* x → the number of threads of the worker, every 1000th task; 0 else. */
+static GVariant *
+threads_of_worker (GVariant  *task,
+                   gpointer   user_data,
+                   GError   **error)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+  gint64 threads = 0;
+
+  if (g_variant_get_int64 (task) % 1000 != 0)
+    return g_variant_new_int64 (0);
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nThreads:");
+  g_assert_nonnull (line);
+  threads = g_ascii_strtoll (line + strlen ("\nThreads:"), NULL, 10);
+  return g_variant_new_int64 (threads);
+}
+
+static void
+test_tiny_tasks_few_threads (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_of_worker, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  const gint64 n = 300000;
+  g_autofree gint64 *numbers = g_new (gint64, n);
+  GVariant *value;
+  GError *error = NULL;
+  gint64 most = 0, taken = 0;
+
+  /* Tiny tasks, with a caller that falls behind now and then: runners
+   * that wait for the parent to read their results, or a chunk that took
+   * long because the system ran something else, are not tasks that block,
+   * and must not make the worker start a thread per task. */
+  for (gint64 i = 0; i < n; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
+  fm_map_close (map);
+  while ((value = fm_map_next (map, NULL, &error)) != NULL)
+    {
+      most = MAX (most, g_variant_get_int64 (value));
+      g_variant_unref (value);
+      if (++taken % 20000 == 0)
+        g_usleep (20000);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpint (taken, ==, n);
+  /* The reader, the ticker, GLib's own, a few runners per core. */
+  g_assert_cmpint (most, <, 64);
+}
+
 static void
 test_push_array (void)
 {
@@ -949,6 +1046,8 @@ main (int    argc,
   g_test_add_func ("/map/huge-result", test_huge_result);
   g_test_add_func ("/map/push-array", test_push_array);
   g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
+  g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
+  g_test_add_func ("/map/tiny-tasks-few-threads", test_tiny_tasks_few_threads);
   g_test_add_func ("/map/worker-fails-to-start", test_worker_fails_to_start);
   g_test_add_func ("/map/async", test_async);
   g_test_add_func ("/map/async-source", test_async_source);
