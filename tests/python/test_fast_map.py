@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import itertools
 import os
+import sys
 import time
 
 import pytest
@@ -102,6 +103,22 @@ def test_no_threads_limit_runs_every_waiting_task_at_once():
     out = list(FastMap.fast_map(sleep_and_record, range(8), [0.5] * 8))
     assert [x for x, _, _ in out] == list(range(8))
     assert max_overlap([(s, e) for _, s, e in out]) == 8
+
+
+def sleep_then_switch_interval(_):
+    time.sleep(0.5)
+    return sys.getswitchinterval()
+
+
+def test_switch_interval_grows_with_the_items_running_at_once():
+    # A thousand threads that want the GIL each ask for it every switch
+    # interval: the worker makes the interval grow with them (and back).
+    base = sys.getswitchinterval()
+    intervals = list(FastMap.fast_map(sleep_then_switch_interval, range(400), procs_limit=1))
+    assert max(intervals) >= 100 * 0.0005 > base
+    assert max(intervals) <= 0.5
+    alone = list(FastMap.fast_map(sleep_then_switch_interval, range(1), procs_limit=1))
+    assert alone == [base]
 
 
 def test_procs_limit():
