@@ -86,6 +86,7 @@ typedef struct
   Batch   *batch;         /* the chunk's batch, NULL between chunks */
   guint    start;         /* the chunk's first task in it */
   gint     claim;         /* atomic: next << 16 | end, from start */
+  gboolean chunked;       /* counted in Worker.chunked */
   Batch   *seen_batch;    /* the ticker's view, unchanged since seen_at */
   guint    seen_start;
   gint     seen_claim;
@@ -320,7 +321,7 @@ run_chunk (Worker  *w,
       GVariant *result;
 
       done++;
-      watch_task (w, r, b->indexes[i], g_get_monotonic_time ());
+      watch_task (w, r, b->indexes[i], w->timeout_us > 0 ? g_get_monotonic_time () : 0);
       result = call_function (w, task, &error);
       watch_task (w, r, 0, 0);
 
@@ -420,8 +421,9 @@ runner (gpointer data,
       if (ran)
         {
           w->busy--;
-          if (n > 1)
+          if (r->chunked)
             w->chunked--;
+          r->chunked = FALSE;
           r->batch = NULL;
           ran = FALSE;
         }
@@ -450,7 +452,8 @@ runner (gpointer data,
       credit = credit_locked (w);
       w->busy++;
       /* The ticker may take some of a chunk back: it must tick. */
-      if (n > 1 && w->chunked++ == 0)
+      r->chunked = n > 1;
+      if (r->chunked && w->chunked++ == 0)
         g_cond_signal (&w->tick_cond);
       ran = TRUE;
       g_mutex_unlock (&w->lock);
@@ -540,6 +543,9 @@ steal_stuck_locked (Worker *w,
       queue_slice_locked (w, r->batch, r->start + next, r->start + end, TRUE);
       r->seen_claim = CLAIM (next, next);
       stolen += end - next;
+      /* Nothing left to take back: the ticker may sleep. */
+      r->chunked = FALSE;
+      w->chunked--;
     }
   return stolen;
 }
@@ -573,7 +579,6 @@ ticker (gpointer data)
     {
       gint64 now = g_get_monotonic_time ();
       gboolean can_grow = w->threads_limit == 0 || w->runners < w->threads_limit;
-      gboolean computing;
       guint stolen;
 
       if (w->timeout_us > 0)
@@ -585,7 +590,6 @@ ticker (gpointer data)
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
-      computing = computing_locked (w, now);
       stolen = w->chunked > 0 ? steal_stuck_locked (w, now) : 0;
       if (stolen > 0)
         {
@@ -595,11 +599,11 @@ ticker (gpointer data)
           w->cost_ns = MAX (w->cost_ns, CHUNK_TARGET_NS);
           for (guint i = 0; i < MIN (stolen, w->waiting); i++)
             g_cond_signal (&w->work_cond);
-          if (!computing)
+          if (!computing_locked (w, now))
             spawn_runners_locked (w, chunks_locked (w), (guint64) w->runners + stolen);
         }
-      if (w->queued > 0 && can_grow && !computing && now - w->last_progress >= STALL_US &&
-          g_atomic_int_get (&w->writing) == 0)
+      if (w->queued > 0 && can_grow && now - w->last_progress >= STALL_US &&
+          g_atomic_int_get (&w->writing) == 0 && !computing_locked (w, now))
         {
           /* No runner finished anything for a while, tasks wait, the
            * process hardly used the CPU, and no runner waits for the
