@@ -30,17 +30,17 @@ so that Ctrl-C interrupts it at once; its ``finally`` cancels the map,
 which kills the workers.
 """
 
-import base64
 import itertools
 import os
 import pickle
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+# socket, subprocess and tempfile are imported where they are used: every
+# Python worker imports this module too, and they would add ~7 ms to its
+# start-up (B5 in docs/benchmarks.md).
 
 from gi.repository import GLib, Gio
 
@@ -111,6 +111,7 @@ class _Waiter:
         self.context = GLib.MainContext.new()
         self.pending = False
         self.box = []
+        import socket
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
@@ -299,9 +300,12 @@ def _worker_payload(func, star):
 
 def _worker_argv(payload):
     """The worker's command line, and a file to delete at the end or None."""
+    import binascii
+    import subprocess
+    import tempfile
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
     argv = [sys.executable] + subprocess._args_from_interpreter_flags() + [worker]
-    word = base64.b64encode(payload).decode('ascii')
+    word = binascii.b2a_base64(payload, newline=False).decode('ascii')
     if len(word) <= _MAX_ARGV_PAYLOAD:
         return argv + [word], None
     fd, path = tempfile.mkstemp(prefix='fastmap-', suffix='.pickle')
