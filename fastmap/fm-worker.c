@@ -117,6 +117,7 @@ typedef struct
   guint        waiting;         /* runners lingering for work */
   GCond        work_cond;       /* signalled when work is queued */
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
+  guint64      measured;        /* tasks behind cost_ns */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gboolean     computing;       /* the process used half a core, ... */
   gint64       cpu_at;          /* ... since then (monotonic µs), ... */
@@ -143,7 +144,10 @@ batch_unref (Batch *b)
 static guint
 chunk_size_locked (Worker *w)
 {
-  if (w->cost_ns <= 0)
+  /* A few tasks are no measure: Python's fast_map() starts with an empty
+   * ping per worker, and chunks sized from it put items that wait behind
+   * each other until the ticker takes them back. */
+  if (w->cost_ns <= 0 || w->measured < PROBE_RUNNERS)
     return 1;
   return CLAMP (CHUNK_TARGET_NS / w->cost_ns, 1, MAX_CHUNK);
 }
@@ -432,6 +436,7 @@ runner (gpointer data,
           gint64 per_task = MAX (elapsed / done, 1);
 
           w->cost_ns = w->cost_ns <= 0 ? per_task : (3 * w->cost_ns + per_task) / 4;
+          w->measured += done;
           w->last_progress = g_get_monotonic_time ();
         }
       if (w->queued == 0 && !w->stopping)
