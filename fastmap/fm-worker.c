@@ -650,7 +650,7 @@ queue_batch (Worker      *w,
     w->last_progress = g_get_monotonic_time ();
   queue_slice_locked (w, b, 0, b->n, FALSE);
   chunks = chunks_locked (w);
-  if (w->cost_ns <= 0)
+  if (w->measured < PROBE_RUNNERS)
     chunks = MIN (chunks, PROBE_RUNNERS);
   for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
     g_cond_signal (&w->work_cond);
