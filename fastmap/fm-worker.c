@@ -24,14 +24,14 @@
  * as it arrives. Runners are GThreadPool jobs: a runner takes a chunk of
  * tasks from the queue, runs them, writes their results as one frame, and
  * goes on until the queue is empty. The chunk size follows the measured
- * cost of a task: one task at a time while the cost is unknown or large,
- * so that tasks that wait each get a thread, and thousands at a time for
- * tasks of a few hundred nanoseconds, so that they cost one lock, one
- * frame and one write per chunk.
+ * cost of a task: one task at a time until eight tasks are measured or
+ * when they are large, so that tasks that wait each get a thread, and
+ * thousands at a time for tasks of a few hundred nanoseconds, so that
+ * they cost one lock, one frame and one write per chunk.
  *
  * How many runners: as many as the queue needs at that chunk size, capped
- * by the worker's share of threads-limit (none when it is 0). While the
- * cost is unknown only a few start; a ticker adds runners whenever no
+ * by the worker's share of threads-limit (none when it is 0). Until eight
+ * tasks are measured only a few start; a ticker adds runners whenever no
  * runner has finished anything for a millisecond while tasks wait, which
  * is what tasks that block look like. When the system refuses a thread,
  * the tasks stay queued for the runners there are, and the ticker tries
