@@ -8,8 +8,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include <gio/gio.h>
 
@@ -40,9 +45,10 @@
  * A chunk is sized from the tasks before it, and the next task may block
  * where they did not (the first tasks of Python's fast_map() are empty
  * pings). So a runner claims the tasks of its chunk one at a time, and a
- * chunk whose runner has been in one task for STUCK_US gives the tasks it
- * has not started back to the head of the queue, for other runners: a
- * task does not wait long behind another one that blocks.
+ * chunk whose runner has been in one task for STUCK_US, asleep in the
+ * kernel, gives the tasks it has not started back to the head of the
+ * queue, for other runners: a task does not wait long behind another one
+ * that blocks.
  */
 
 #define PROBE_RUNNERS       8
@@ -91,6 +97,7 @@ typedef struct
   guint    seen_start;
   gint     seen_claim;
   gint64   seen_at;
+  gint     tid;           /* the runner's thread, 0 where unknown */
 } Running;
 
 #define CLAIM(next, end)    ((gint) (((next) << 16) | (end)))
@@ -300,9 +307,32 @@ claim_task (Running *r,
     }
 }
 
+/* The calling thread's CPU time in µs (-1 where unknown), and how many
+ * times it gave the CPU up to wait. */
+static void
+thread_usage (gint64 *cpu_us,
+              glong  *waits)
+{
+#ifdef RUSAGE_THREAD
+  struct rusage ru;
+
+  if (getrusage (RUSAGE_THREAD, &ru) == 0)
+    {
+      *cpu_us = (gint64) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
+                ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+      *waits = ru.ru_nvcsw;
+      return;
+    }
+#endif
+  *cpu_us = -1;
+  *waits = 0;
+}
+
 /* Runs the tasks of @r's chunk it claims; returns how many, and in
- * @elapsed_ns the time they took, without the time writing results (a
- * parent slow to read is no cost of the tasks). */
+ * @elapsed_ns the time they took: their CPU time if they never waited
+ * (the time the system ran other threads is no cost of the tasks), else
+ * their wall time without the time writing results (nor is a parent slow
+ * to read). */
 static guint
 run_chunk (Worker  *w,
            Running *r,
@@ -311,6 +341,8 @@ run_chunk (Worker  *w,
            gint64  *elapsed_ns)
 {
   gint64 t0 = g_get_monotonic_time ();
+  gint64 cpu0, cpu1;
+  glong waits0, waits1;
   GVariant *stack_values[64];
   guint64 stack_indexes[64];
   GVariant **values = n <= 64 ? stack_values : g_new (GVariant *, n);
@@ -318,6 +350,7 @@ run_chunk (Worker  *w,
   Batch *b = r->batch;
   guint n_ok = 0, done = 0, i;
 
+  thread_usage (&cpu0, &waits0);
   while (claim_task (r, &i))
     {
       g_autoptr(GVariant) task = g_variant_get_child_value (b->values, i);
@@ -347,6 +380,9 @@ run_chunk (Worker  *w,
       values[n_ok++] = result;
     }
   *elapsed_ns = (g_get_monotonic_time () - t0) * 1000;
+  thread_usage (&cpu1, &waits1);
+  if (cpu0 >= 0 && cpu1 >= 0 && waits1 == waits0)
+    *elapsed_ns = (cpu1 - cpu0) * 1000;
 
   if (n_ok > 0)
     write_results (w, indexes, values, n_ok, credit);
@@ -415,6 +451,9 @@ runner (gpointer data,
   guint done = 0, n = 0;
   gboolean ran = FALSE;
 
+#ifdef SYS_gettid
+  r->tid = (gint) syscall (SYS_gettid);
+#endif
   g_mutex_lock (&w->lock);
   g_ptr_array_add (w->running, r);
   for (;;)
@@ -519,8 +558,41 @@ process_cpu_us (void)
   return ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
+/* Whether @r's thread sleeps in the kernel (a wait, a lock, I/O) rather
+ * than runs or waits for a CPU: a runner that makes no progress is either
+ * blocked, and other threads can help, or running a long task or
+ * descheduled on a busy machine, and more threads only add to the load.
+ * Unknown counts as blocked. Reading the state costs a few microseconds:
+ * the ticker asks only about runners stuck for STUCK_US. */
+static gboolean
+runner_sleeps (const Running *r)
+{
+  char path[64], buf[512];
+  const char *state;
+  ssize_t len;
+  int fd;
+
+  if (r->tid == 0)
+    return TRUE;
+  g_snprintf (path, sizeof path, "/proc/self/task/%d/stat", r->tid);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return TRUE;
+  len = read (fd, buf, sizeof buf - 1);
+  close (fd);
+  if (len <= 0)
+    return TRUE;
+  buf[len] = '\0';
+  /* "tid (comm) state ...": comm may hold spaces and parentheses. */
+  state = strrchr (buf, ')');
+  if (state == NULL || state[1] != ' ')
+    return TRUE;
+  return state[2] == 'S' || state[2] == 'D';
+}
+
 /* Gives the tasks not yet started of chunks whose runner has been inside
- * one task for STUCK_US back to the head of the queue; returns how many. */
+ * one task for STUCK_US, sleeping in the kernel, back to the head of the
+ * queue; returns how many. */
 static guint
 steal_stuck_locked (Worker *w,
                     gint64  now)
@@ -542,6 +614,7 @@ steal_stuck_locked (Worker *w,
           continue;
         }
       if (r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
+          !runner_sleeps (r) ||
           !g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next, next)))
         continue;
       g_atomic_ref_count_inc (&r->batch->refs);
