@@ -55,8 +55,8 @@
 #define CHUNK_TARGET_NS     (200 * 1000)
 #define MAX_CHUNK           4096  /* < 65536: see Running.claim */
 #define STALL_US            1000
-/* A chunk whose runner spends this long in one task gives the rest away:
- * long enough that a runner the system preempted keeps its chunk. */
+/* A chunk whose runner spends this long asleep in one task gives the rest
+ * away: long enough that a short wait (a lock, a page fault) keeps it. */
 #define STUCK_US            (20 * 1000)
 /* A frame of results stays under this, and one result must fit in it
  * with room to spare: the parent refuses frames over FM_WIRE_MAX_FRAME. */
