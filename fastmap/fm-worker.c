@@ -590,6 +590,26 @@ runner_sleeps (const Running *r)
   return state[2] == 'S' || state[2] == 'D';
 }
 
+/* Whether the runners inside a chunk all sleep in the kernel, judging by
+ * the first few; FALSE when none has a thread yet but some wait for one. */
+static gboolean
+runners_sleep_locked (Worker *w)
+{
+  guint looked = 0;
+
+  for (guint i = 0; i < w->running->len && looked < PROBE_RUNNERS; i++)
+    {
+      Running *r = g_ptr_array_index (w->running, i);
+
+      if (r->batch == NULL)
+        continue;
+      looked++;
+      if (!runner_sleeps (r))
+        return FALSE;
+    }
+  return looked > 0 || w->runners == 0;
+}
+
 /* Gives the tasks not yet started of chunks whose runner has been inside
  * one task for STUCK_US, sleeping in the kernel, back to the head of the
  * queue; returns how many. */
@@ -683,19 +703,26 @@ ticker (gpointer data)
       if (w->queued > 0 && can_grow && now - w->last_progress >= STALL_US &&
           g_atomic_int_get (&w->writing) == 0 && !computing_locked (w, now))
         {
-          /* No runner finished anything for a while, tasks wait, the
-           * process hardly used the CPU, and no runner waits for the
-           * parent to read its results: the runners block. Double them,
-           * up to a runner per chunk: waits overlap within a few ticks,
-           * and a wrong guess costs a few threads, not one per task. */
-          w->last_progress = now;
-          spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
-          /* Jobs wait in the pool with no thread to run them: the system
-           * refused every one so far. Ask for one more. */
           if (w->busy == 0 && w->runners > 0)
             {
+              /* Jobs wait in the pool with no thread to run them: the
+               * system refused every one so far, or is slow to start
+               * them. Ask for one more. */
+              w->last_progress = now;
               w->runners++;
               g_thread_pool_push (w->pool, w, NULL);
+            }
+          else if (runners_sleep_locked (w))
+            {
+              /* No runner finished anything for a while, tasks wait, the
+               * process hardly used the CPU, no runner waits for the
+               * parent to read its results, and the runners sleep in the
+               * kernel rather than wait for a CPU: they block. Double
+               * them, up to a runner per chunk: waits overlap within a
+               * few ticks, and a wrong guess costs a few threads, not one
+               * per task. */
+              w->last_progress = now;
+              spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
             }
         }
       g_cond_wait_until (&w->tick_cond, &w->lock, now + tick_interval (w));
