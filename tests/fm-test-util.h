@@ -59,3 +59,23 @@ fm_test_process_gone (GPid  pid,
     }
   return FALSE;
 }
+
+/* Takes every result of a map of twice(): each must succeed, come in
+ * order and be twice its index. Returns how many there were. */
+static inline guint64
+fm_test_take_twice (FmMap *map)
+{
+  GVariant *value;
+  GError *error = NULL;
+  guint64 index, expected = 0;
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, ==, expected);
+      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) expected);
+      g_variant_unref (value);
+      expected++;
+    }
+  g_assert_no_error (error);
+  return expected;
+}

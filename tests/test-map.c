@@ -163,24 +163,13 @@ test_hundred_thousand (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 0);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  GVariant *value;
-  GError *error = NULL;
-  guint64 index, expected = 0;
   const guint64 n = 100000;
 
   for (guint64 i = 0; i < n; i++)
     fm_map_push (map, g_variant_new_int64 (i));
   fm_map_close (map);
 
-  while ((value = fm_map_next (map, &index, &error)) != NULL)
-    {
-      g_assert_cmpuint (index, ==, expected);
-      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) expected);
-      g_variant_unref (value);
-      expected++;
-    }
-  g_assert_no_error (error);
-  g_assert_cmpuint (expected, ==, n);
+  g_assert_cmpuint (fm_test_take_twice (map), ==, n);
 }
 
 static void
@@ -548,11 +537,7 @@ check_push_array (FmFunction func,
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (func, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autofree gint64 *numbers = g_new (gint64, n);
-  g_autoptr(GVariant) strings = NULL;
   g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("ax"));
-  GVariant *value;
-  GError *error = NULL;
-  guint64 index, expected = 0;
 
   for (gint64 i = 0; i < n; i++)
     numbers[i] = i;
@@ -571,15 +556,7 @@ check_push_array (FmFunction func,
       g_assert_cmpint (kill (fm_map_get_worker_pid (map, 1), SIGKILL), ==, 0);
     }
 
-  while ((value = fm_map_next (map, &index, &error)) != NULL)
-    {
-      g_assert_cmpuint (index, ==, expected);
-      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) expected);
-      g_variant_unref (value);
-      expected++;
-    }
-  g_assert_no_error (error);
-  g_assert_cmpuint (expected, ==, n + 10);
+  g_assert_cmpuint (fm_test_take_twice (map), ==, n + 10);
 }
 
 /* delay_ms → the monotonic µs at which the task started. */
