@@ -272,17 +272,19 @@ call_function (Worker    *w,
   return NULL;
 }
 
+/* Tells the task-timeout watchdog that @r starts task @index, or with
+ * @start FALSE that it ended. Nothing, not even the clock, without one. */
 static void
-watch_task (Worker  *w,
-            Running *r,
-            guint64  index,
-            gint64   started)
+watch_task (Worker   *w,
+            Running  *r,
+            guint64   index,
+            gboolean  start)
 {
   if (w->timeout_us == 0)
     return;
   g_mutex_lock (&w->lock);
   r->index = index;
-  r->started = started;
+  r->started = start ? g_get_monotonic_time () : 0;
   g_mutex_unlock (&w->lock);
 }
 
@@ -358,9 +360,9 @@ run_chunk (Worker  *w,
       GVariant *result;
 
       done++;
-      watch_task (w, r, b->indexes[i], w->timeout_us > 0 ? g_get_monotonic_time () : 0);
+      watch_task (w, r, b->indexes[i], TRUE);
       result = call_function (w, task, &error);
-      watch_task (w, r, 0, 0);
+      watch_task (w, r, 0, FALSE);
 
       if (result == NULL)
         {
@@ -448,8 +450,7 @@ runner (gpointer data,
   Running running = { 0, };
   Running *r = &running;
   gint64 elapsed = 0;
-  guint done = 0, n = 0;
-  gboolean ran = FALSE;
+  guint done = 0;
 
 #ifdef SYS_gettid
   r->tid = (gint) syscall (SYS_gettid);
@@ -460,15 +461,16 @@ runner (gpointer data,
     {
       Batch *b;
       guint32 credit;
+      guint n;
 
-      if (ran)
+      if (r->batch != NULL)
         {
+          /* Back from a chunk. */
           w->busy--;
           if (r->chunked)
             w->chunked--;
           r->chunked = FALSE;
           r->batch = NULL;
-          ran = FALSE;
         }
       if (done > 0)
         {
@@ -499,7 +501,6 @@ runner (gpointer data,
       r->chunked = n > 1;
       if (r->chunked && w->chunked++ == 0)
         g_cond_signal (&w->tick_cond);
-      ran = TRUE;
       g_mutex_unlock (&w->lock);
 
       done = run_chunk (w, r, n, credit, &elapsed);
