@@ -806,7 +806,7 @@ assert_no_child (const GPid *pids,
       g_autoptr(GArray) kids = NULL;
 
       /* Reaping happens in GLib's worker thread, slow under valgrind. */
-      g_assert_true (fm_test_process_gone (pids[i], under_valgrind () ? 30000 : 5000));
+      g_assert_true (fm_test_process_gone (pids[i], under_valgrind () ? 30000 : 20000));
       kids = children_of (getpid ());
       for (guint j = 0; j < kids->len; j++)
         g_assert_cmpint (g_array_index (kids, GPid, j), !=, pids[i]);
