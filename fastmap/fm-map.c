@@ -1313,8 +1313,11 @@ join_readers (FmMap *self)
 {
   GPtrArray *all = g_ptr_array_new ();
 
+  /* Workers of a map whose every result was taken are ending already:
+   * let them end (each reader kills its worker after a moment), so that
+   * what a remote one wrote on stderr last still comes through ssh. */
   g_mutex_lock (&self->lock);
-  stop_workers_locked (self, TRUE);
+  stop_workers_locked (self, self->fatal != NULL || !finished_locked (self));
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
   if (self->watchdog != NULL)
