@@ -37,8 +37,8 @@
  * How many runners: as many as the queue needs at that chunk size, capped
  * by the worker's share of threads-limit (none when it is 0). Until eight
  * tasks are measured only a few start; a ticker adds runners whenever no
- * runner has finished anything for a millisecond while tasks wait, which
- * is what tasks that block look like. When the system refuses a thread,
+ * runner has finished anything for a millisecond while tasks wait and the
+ * process hardly uses the CPU, which is what tasks that block look like. When the system refuses a thread,
  * the tasks stay queued for the runners there are, and the ticker tries
  * again: work waits for a free thread.
  *
@@ -55,6 +55,9 @@
 #define CHUNK_TARGET_NS     (200 * 1000)
 #define MAX_CHUNK           4096  /* < 65536: see Running.claim */
 #define STALL_US            1000
+/* The process computes if it used half a core over this long, at least:
+ * see computing_locked(). */
+#define COMPUTE_WINDOW_US   (20 * 1000)
 /* A chunk whose runner spends this long asleep in one task gives the rest
  * away: long enough that a short wait (a lock, a page fault) keeps it. */
 #define STUCK_US            (20 * 1000)
@@ -126,9 +129,13 @@ typedef struct
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
   guint64      measured;        /* tasks behind cost_ns */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
-  gboolean     computing;       /* the process used half a core, ... */
-  gint64       cpu_at;          /* ... since then (monotonic µs), ... */
-  gint64       cpu_then;        /* ... when its CPU time was this (µs) */
+  gboolean     computing;       /* the process used half a core ... */
+  gboolean     judged;          /* ... over a whole window, once there was one */
+  gint64       cpu_read_at;     /* ... when last looked (monotonic µs) ... */
+  gint64       cpu_base_at;     /* ... since then, COMPUTE_WINDOW_US to twice */
+  gint64       cpu_base;        /* that ago, when its CPU time was this (µs) */
+  gint64       cpu_mid_at;      /* the next base */
+  gint64       cpu_mid;
   guint        chunked;         /* runners inside a chunk of several tasks */
   gboolean     stopping;
   gint64       timeout_us;      /* task-timeout, 0: none; immutable once serving */
@@ -649,21 +656,37 @@ steal_stuck_locked (Worker *w,
   return stolen;
 }
 
-/* Whether the process used half a core or more since the last look, at
- * least STALL_US ago. Runners that compute use the CPU; runners that
- * block do not. The process's CPU time sums all its threads: the kernel
- * takes longer the more there are, so it is not read more often. */
+/* Whether the process used half a core or more over the last
+ * COMPUTE_WINDOW_US to twice that (since serving began, for the first
+ * window: FALSE until then, and w->judged tells). Runners that compute use
+ * the CPU; runners that block do not. A shorter window misjudged a
+ * process that computes but shares the cores, off the CPU for
+ * milliseconds at a time: Python workers, whose runners all sleep in the
+ * kernel but one (they wait for the GIL), then looked blocked to the
+ * ticker, which started a thousand threads that only fought for the GIL.
+ * The process's CPU time sums all its threads: the kernel takes longer
+ * the more there are, so it is read at most once per STALL_US. */
 static gboolean
 computing_locked (Worker *w,
                   gint64  now)
 {
-  if (now - w->cpu_at >= STALL_US)
+  if (now - w->cpu_read_at >= STALL_US)
     {
       gint64 cpu = process_cpu_us ();
 
-      w->computing = 2 * (cpu - w->cpu_then) >= now - w->cpu_at;
-      w->cpu_at = now;
-      w->cpu_then = cpu;
+      if (now - w->cpu_mid_at >= COMPUTE_WINDOW_US)
+        {
+          w->cpu_base_at = w->cpu_mid_at;
+          w->cpu_base = w->cpu_mid;
+          w->cpu_mid_at = now;
+          w->cpu_mid = cpu;
+        }
+      if (now - w->cpu_base_at >= COMPUTE_WINDOW_US)
+        {
+          w->computing = 2 * (cpu - w->cpu_base) >= now - w->cpu_base_at;
+          w->judged = TRUE;
+        }
+      w->cpu_read_at = now;
     }
   return w->computing;
 }
@@ -713,7 +736,7 @@ ticker (gpointer data)
               w->runners++;
               g_thread_pool_push (w->pool, w, NULL);
             }
-          else if (runners_sleep_locked (w))
+          else if (w->judged && runners_sleep_locked (w))
             {
               /* No runner finished anything for a while, tasks wait, the
                * process hardly used the CPU, no runner waits for the
@@ -737,7 +760,7 @@ queue_batch (Worker      *w,
              FmWireBatch *wb)
 {
   Batch *b = g_new (Batch, 1);
-  guint64 chunks;
+  guint64 chunks, max_total;
 
   g_atomic_ref_count_init (&b->refs);
   b->values = g_steal_pointer (&wb->values);
@@ -755,13 +778,18 @@ queue_batch (Worker      *w,
     chunks = MIN (chunks, PROBE_RUNNERS);
   for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
     g_cond_signal (&w->work_cond);
-  /* Tasks that take more than a chunk's time get a runner each, unless
+  /* Until a few tasks are measured, PROBE_RUNNERS runners in all. Then
+   * tasks that take more than a chunk's time get a runner each, unless
    * the process computes: they may wait, and the sooner they all wait the
    * better. Tiny ones, in chunks, gain nothing from more runners than
    * cores. Either way, if the runners block, the ticker adds more. */
-  spawn_runners_locked (w, chunks,
-                        chunk_size_locked (w) > 1 ||
-                        computing_locked (w, g_get_monotonic_time ()) ? w->n_cpus : G_MAXUINT64);
+  if (w->measured < PROBE_RUNNERS)
+    max_total = PROBE_RUNNERS;
+  else if (chunk_size_locked (w) > 1 || computing_locked (w, g_get_monotonic_time ()))
+    max_total = w->n_cpus;
+  else
+    max_total = G_MAXUINT64;
+  spawn_runners_locked (w, chunks, max_total);
   g_cond_signal (&w->tick_cond);
   g_mutex_unlock (&w->lock);
 }
@@ -922,6 +950,8 @@ fm_worker_serve (FmFunction   func,
       break;
     }
 
+  w->cpu_base_at = w->cpu_mid_at = g_get_monotonic_time ();
+  w->cpu_base = w->cpu_mid = process_cpu_us ();
   w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
   tick = g_thread_new ("fm-ticker", ticker, w);
   ok = serve_frames (w, error);

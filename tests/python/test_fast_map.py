@@ -121,6 +121,25 @@ def test_switch_interval_grows_with_the_items_running_at_once():
     assert alone == [base]
 
 
+def compute_then_count_threads(_):
+    # A millisecond of pure Python: its threads wait for the GIL, asleep
+    # in the kernel as threads that block are, but more would not help.
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < 0.001:
+        pass
+    with open('/proc/self/status') as f:
+        return int(next(line for line in f if line.startswith('Threads:')).split()[1])
+
+
+def test_items_that_compute_do_not_start_a_thread_each():
+    # The worker once judged "the process computes" over a millisecond;
+    # a Python worker sharing the cores often used less in one, looked
+    # blocked, and grew to hundreds of threads fighting for the GIL.
+    counts = list(FastMap.fast_map(compute_then_count_threads, range(1000)))
+    assert len(counts) == 1000
+    assert max(counts) < 64
+
+
 def test_procs_limit():
     pids = list(FastMap.fast_map(worker_pid, range(50), procs_limit=1))
     assert len(set(pids)) == 1 and pids[0] != os.getpid()
