@@ -129,6 +129,7 @@ typedef struct
   gint64       cost_ns;         /* EMA of one task's wall time, 0 = unknown */
   guint64      measured;        /* tasks behind cost_ns */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
+  gint64       moved_at;        /* ... and of the last task started, as the ticker saw */
   gboolean     computing;       /* the process used half a core ... */
   gboolean     judged;          /* ... over a whole window, once there was one */
   gint64       cpu_read_at;     /* ... when last looked (monotonic µs) ... */
@@ -618,30 +619,52 @@ runners_sleep_locked (Worker *w)
   return looked > 0 || w->runners == 0;
 }
 
+/* Notes which runners started a task or a chunk since the last look, at
+ * @now; returns whether any did. Reading their claims costs no system
+ * call, and a runner running tiny tasks moves between any two looks. */
+static gboolean
+look_at_runners_locked (Worker *w,
+                        gint64  now)
+{
+  gboolean moved = FALSE;
+
+  for (guint i = 0; i < w->running->len; i++)
+    {
+      Running *r = g_ptr_array_index (w->running, i);
+      gint claim = g_atomic_int_get (&r->claim);
+
+      if (r->batch != r->seen_batch || r->start != r->seen_start || claim != r->seen_claim)
+        {
+          moved = moved || r->batch != NULL;
+          r->seen_batch = r->batch;
+          r->seen_start = r->start;
+          r->seen_claim = claim;
+          r->seen_at = now;
+        }
+    }
+  return moved;
+}
+
 /* Gives the tasks not yet started of chunks whose runner has been inside
  * one task for STUCK_US, sleeping in the kernel, back to the head of the
- * queue; returns how many. */
+ * queue; returns how many tasks, and in @n_stuck from how many runners.
+ * look_at_runners_locked() keeps the time each runner last moved. */
 static guint
 steal_stuck_locked (Worker *w,
-                    gint64  now)
+                    gint64  now,
+                    guint  *n_stuck)
 {
   guint stolen = 0;
 
+  *n_stuck = 0;
   for (guint i = 0; i < w->running->len; i++)
     {
       Running *r = g_ptr_array_index (w->running, i);
       gint claim = g_atomic_int_get (&r->claim);
       guint next = CLAIM_NEXT (claim), end = CLAIM_END (claim);
 
-      if (r->batch != r->seen_batch || r->start != r->seen_start || claim != r->seen_claim)
-        {
-          r->seen_batch = r->batch;
-          r->seen_start = r->start;
-          r->seen_claim = claim;
-          r->seen_at = now;
-          continue;
-        }
-      if (r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
+      if (claim != r->seen_claim || r->batch != r->seen_batch || r->start != r->seen_start ||
+          r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
           !runner_sleeps (r) ||
           !g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next, next)))
         continue;
@@ -649,6 +672,7 @@ steal_stuck_locked (Worker *w,
       queue_slice_locked (w, r->batch, r->start + next, r->start + end, TRUE);
       r->seen_claim = CLAIM (next, next);
       stolen += end - next;
+      (*n_stuck)++;
       /* Nothing left to take back: the ticker may sleep. */
       r->chunked = FALSE;
       w->chunked--;
@@ -701,7 +725,7 @@ ticker (gpointer data)
     {
       gint64 now = g_get_monotonic_time ();
       gboolean can_grow = w->threads_limit == 0 || w->runners < w->threads_limit;
-      guint stolen;
+      guint stolen, stuck = 0;
 
       if (w->timeout_us > 0)
         check_timeouts_locked (w, now);
@@ -712,19 +736,24 @@ ticker (gpointer data)
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
-      stolen = w->chunked > 0 ? steal_stuck_locked (w, now) : 0;
+      if ((w->chunked > 0 || (w->queued > 0 && can_grow)) && look_at_runners_locked (w, now))
+        w->moved_at = now;
+      stolen = w->chunked > 0 ? steal_stuck_locked (w, now, &stuck) : 0;
       if (stolen > 0)
         {
           /* The chunks were too large for these tasks: from now on, one
-           * at a time until they measure faster. Unless the process
-           * computes, each gets a runner, as tasks that wait do. */
+           * at a time until they measure faster. A new runner takes the
+           * place of each stuck one; if the tasks it takes back block
+           * too, the runners sleep and the ticker doubles them below. A
+           * runner per task taken back started thousands of threads for
+           * the tiny tasks behind one that blocked, when a loaded machine
+           * gave the process less than half a core. */
           w->cost_ns = MAX (w->cost_ns, CHUNK_TARGET_NS);
           for (guint i = 0; i < MIN (stolen, w->waiting); i++)
             g_cond_signal (&w->work_cond);
-          if (!computing_locked (w, now))
-            spawn_runners_locked (w, chunks_locked (w), (guint64) w->runners + stolen);
+          spawn_runners_locked (w, chunks_locked (w), (guint64) w->runners + stuck);
         }
-      if (w->queued > 0 && can_grow && now - w->last_progress >= STALL_US &&
+      if (w->queued > 0 && can_grow && now - MAX (w->last_progress, w->moved_at) >= STALL_US &&
           g_atomic_int_get (&w->writing) == 0 && !computing_locked (w, now))
         {
           if (w->busy == 0 && w->runners > 0)
@@ -738,8 +767,8 @@ ticker (gpointer data)
             }
           else if (w->judged && runners_sleep_locked (w))
             {
-              /* No runner finished anything for a while, tasks wait, the
-               * process hardly used the CPU, no runner waits for the
+              /* No runner started or finished a task for a while, tasks
+               * wait, the process hardly used the CPU, no runner waits for the
                * parent to read its results, and the runners sleep in the
                * kernel rather than wait for a CPU: they block. Double
                * them, up to a runner per chunk: waits overlap within a
@@ -779,16 +808,17 @@ queue_batch (Worker      *w,
   for (guint64 i = 0; i < MIN (chunks, w->waiting); i++)
     g_cond_signal (&w->work_cond);
   /* Until a few tasks are measured, PROBE_RUNNERS runners in all. Then
-   * tasks that take more than a chunk's time get a runner each, unless
-   * the process computes: they may wait, and the sooner they all wait the
-   * better. Tiny ones, in chunks, gain nothing from more runners than
-   * cores. Either way, if the runners block, the ticker adds more. */
+   * tasks that take more than a chunk's time get a runner each, up to
+   * twice the runners there are, unless the process computes: they may
+   * wait, and the sooner they all wait the better. Tiny ones, in chunks,
+   * gain nothing from more runners than cores. Either way, if the runners
+   * block, the ticker adds more. */
   if (w->measured < PROBE_RUNNERS)
     max_total = PROBE_RUNNERS;
   else if (chunk_size_locked (w) > 1 || computing_locked (w, g_get_monotonic_time ()))
     max_total = w->n_cpus;
   else
-    max_total = G_MAXUINT64;
+    max_total = 2 * (guint64) MAX (w->runners, PROBE_RUNNERS);
   spawn_runners_locked (w, chunks, max_total);
   g_cond_signal (&w->tick_cond);
   g_mutex_unlock (&w->lock);
