@@ -58,6 +58,13 @@
 /* The process computes if it used half a core over this long, at least:
  * see computing_locked(). */
 #define COMPUTE_WINDOW_US   (20 * 1000)
+/* ... or a fifth of a core if the system also took the CPU from its
+ * threads once per this long: on a loaded machine a process that computes
+ * gets less than half a core, but it is preempted all the time (a Python
+ * worker whose threads hand the GIL over: 700-3 000 times a second),
+ * and a process whose threads block is not (a C worker starting a
+ * thousand threads that sleep: 100-400 times, a twentieth of a core). */
+#define PREEMPTED_US        (2 * 1000)
 /* A chunk whose runner spends this long asleep in one task gives the rest
  * away: long enough that a short wait (a lock, a page fault) keeps it. */
 #define STUCK_US            (20 * 1000)
@@ -103,6 +110,15 @@ typedef struct
   gint     tid;           /* the runner's thread, 0 where unknown */
 } Running;
 
+/* A result (value) or an error for the writer thread. */
+typedef struct
+{
+  guint64   index;
+  GVariant *value;    /* owned, or NULL for ... */
+  GError   *error;    /* ... this, owned */
+  guint32   credit;
+} Out;
+
 #define CLAIM(next, end)    ((gint) (((next) << 16) | (end)))
 #define CLAIM_NEXT(claim)   (((guint) (claim)) >> 16)
 #define CLAIM_END(claim)    (((guint) (claim)) & 0xffff)
@@ -137,13 +153,18 @@ typedef struct
   gint64       cpu_base;        /* that ago, when its CPU time was this (µs) */
   gint64       cpu_mid_at;      /* the next base */
   gint64       cpu_mid;
+  glong        cpu_base_preempted;  /* involuntary context switches then */
+  glong        cpu_mid_preempted;
   guint        chunked;         /* runners inside a chunk of several tasks */
   gboolean     stopping;
   gint64       timeout_us;      /* task-timeout, 0: none; immutable once serving */
   GPtrArray   *running;         /* Running*, one per runner */
 
   GMutex       write_lock;      /* one frame at a time on out_fd */
-  gint         writing;         /* atomic: runners writing or waiting to */
+  GMutex       out_lock;        /* guards the three below */
+  GCond        out_cond;
+  GArray      *out;             /* of Out, for the writer, in order */
+  gboolean     out_waiting;     /* the writer waits for out_cond */
 } Worker;
 
 static void
@@ -214,6 +235,15 @@ chunks_locked (Worker *w)
   return (w->queued + chunk_size_locked (w) - 1) / chunk_size_locked (w);
 }
 
+/* Results and errors go to the writer thread through w->out, in the
+ * order they are queued: a runner never waits for the parent to read. */
+static void
+queue_out_locked (Worker *w)
+{
+  if (w->out_waiting)
+    g_cond_signal (&w->out_cond);
+}
+
 static void
 write_results (Worker     *w,
                guint64    *indexes,
@@ -221,27 +251,15 @@ write_results (Worker     *w,
                guint       n,
                guint32     credit)
 {
-  guint start = 0;
-
-  g_atomic_int_inc (&w->writing);
-  g_mutex_lock (&w->write_lock);
-  while (start < n)
+  g_mutex_lock (&w->out_lock);
+  for (guint i = 0; i < n; i++)
     {
-      const char *type = g_variant_get_type_string (values[start]);
-      gsize bytes = g_variant_get_size (values[start]);
-      guint end = start + 1;
+      Out o = { indexes[i], g_variant_ref (values[i]), NULL, credit };
 
-      /* One type per frame, and frames well under the parent's limit. */
-      while (end < n && g_str_equal (type, g_variant_get_type_string (values[end])) &&
-             bytes + g_variant_get_size (values[end]) <= MAX_RESULTS_BYTES)
-        bytes += g_variant_get_size (values[end++]);
-      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes + start,
-                                values + start, end - start, credit, NULL))
-        _exit (0);  /* the parent is gone: nobody wants the rest */
-      start = end;
+      g_array_append_val (w->out, o);
     }
-  g_mutex_unlock (&w->write_lock);
-  g_atomic_int_add (&w->writing, -1);
+  queue_out_locked (w);
+  g_mutex_unlock (&w->out_lock);
 }
 
 static void
@@ -249,12 +267,97 @@ write_error (Worker       *w,
              guint64       index,
              const GError *error)
 {
-  g_atomic_int_inc (&w->writing);
-  g_mutex_lock (&w->write_lock);
-  if (!fm_wire_write_error (w->out_fd, index, error, NULL, NULL))
-    _exit (0);
-  g_mutex_unlock (&w->write_lock);
-  g_atomic_int_add (&w->writing, -1);
+  Out o = { index, NULL, g_error_copy (error), 0 };
+
+  g_mutex_lock (&w->out_lock);
+  g_array_append_val (w->out, o);
+  queue_out_locked (w);
+  g_mutex_unlock (&w->out_lock);
+}
+
+/* Writes @n entries of @out, frames of results of one type each (and
+ * well under the parent's limit) and error frames, in order. The caller
+ * holds w->write_lock. */
+static void
+write_out_locked (Worker *w,
+                  Out    *out,
+                  guint   n)
+{
+  guint64 stack_indexes[256];
+  GVariant *stack_values[256];
+  guint start = 0;
+
+  while (start < n)
+    {
+      const char *type;
+      gsize bytes;
+      guint end = start + 1;
+
+      if (out[start].value == NULL)
+        {
+          if (!fm_wire_write_error (w->out_fd, out[start].index, out[start].error, NULL, NULL))
+            _exit (0);  /* the parent is gone: nobody wants the rest */
+          start++;
+          continue;
+        }
+      type = g_variant_get_type_string (out[start].value);
+      bytes = g_variant_get_size (out[start].value);
+      while (end < n && end - start < G_N_ELEMENTS (stack_values) && out[end].value != NULL &&
+             g_str_equal (type, g_variant_get_type_string (out[end].value)) &&
+             bytes + g_variant_get_size (out[end].value) <= MAX_RESULTS_BYTES)
+        bytes += g_variant_get_size (out[end++].value);
+      for (guint i = start; i < end; i++)
+        {
+          stack_indexes[i - start] = out[i].index;
+          stack_values[i - start] = out[i].value;
+        }
+      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, stack_indexes, stack_values,
+                                end - start, out[end - 1].credit, NULL))
+        _exit (0);
+      start = end;
+    }
+}
+
+/* The writer thread: writes what the runners queued, as it comes, in
+ * frames as large as what has piled up while it waited for the parent. */
+static gpointer
+writer (gpointer data)
+{
+  Worker *w = data;
+  GArray *taken = g_array_new (FALSE, FALSE, sizeof (Out));
+
+  g_mutex_lock (&w->out_lock);
+  for (;;)
+    {
+      GArray *tmp;
+
+      while (w->out->len == 0)
+        {
+          w->out_waiting = TRUE;
+          g_cond_wait (&w->out_cond, &w->out_lock);
+          w->out_waiting = FALSE;
+        }
+      tmp = taken;
+      taken = w->out;
+      w->out = tmp;
+      g_mutex_unlock (&w->out_lock);
+
+      g_mutex_lock (&w->write_lock);
+      write_out_locked (w, (Out *) (gpointer) taken->data, taken->len);
+      g_mutex_unlock (&w->write_lock);
+      for (guint i = 0; i < taken->len; i++)
+        {
+          Out *o = &g_array_index (taken, Out, i);
+
+          if (o->value != NULL)
+            g_variant_unref (o->value);
+          else
+            g_error_free (o->error);
+        }
+      g_array_set_size (taken, 0);
+      g_mutex_lock (&w->out_lock);
+    }
+  return NULL;
 }
 
 static GVariant *
@@ -341,8 +444,8 @@ thread_usage (gint64 *cpu_us,
 /* Runs the tasks of @r's chunk it claims; returns how many, and in
  * @elapsed_ns the time they took: their CPU time if they never waited
  * (the time the system ran other threads is no cost of the tasks), else
- * their wall time without the time writing results (nor is a parent slow
- * to read). */
+ * their wall time. Their results go to the writer thread: a parent slow
+ * to read is no cost of the tasks either. */
 static guint
 run_chunk (Worker  *w,
            Running *r,
@@ -542,6 +645,16 @@ check_timeouts_locked (Worker *w,
                            "Task %" G_GUINT64_FORMAT " ran longer than %" G_GINT64_FORMAT " ms",
                            r->index, w->timeout_us / 1000);
       g_mutex_lock (&w->write_lock);
+      if (!expired)
+        {
+          /* What is done goes out first: the parent need not run it
+           * again. (What the writer holds is lost: it runs again.) The
+           * worker exits below, references and all. */
+          g_mutex_lock (&w->out_lock);
+          write_out_locked (w, (Out *) (gpointer) w->out->data, w->out->len);
+          g_array_set_size (w->out, 0);
+          g_mutex_unlock (&w->out_lock);
+        }
       fm_wire_write_error (w->out_fd, r->index, error, NULL, NULL);
       g_mutex_unlock (&w->write_lock);
       expired = TRUE;
@@ -559,12 +672,18 @@ tick_interval (Worker *w)
 }
 
 static gint64
-process_cpu_us (void)
+process_cpu_us (glong *preempted)
 {
-  struct timespec ts;
+  struct rusage ru;
 
-  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+  if (getrusage (RUSAGE_SELF, &ru) != 0)
+    {
+      *preempted = 0;
+      return 0;
+    }
+  *preempted = ru.ru_nivcsw;
+  return (gint64) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
+         ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
 }
 
 /* Whether @r's thread sleeps in the kernel (a wait, a lock, I/O) rather
@@ -696,18 +815,25 @@ computing_locked (Worker *w,
 {
   if (now - w->cpu_read_at >= STALL_US)
     {
-      gint64 cpu = process_cpu_us ();
+      glong preempted;
+      gint64 cpu = process_cpu_us (&preempted);
 
       if (now - w->cpu_mid_at >= COMPUTE_WINDOW_US)
         {
           w->cpu_base_at = w->cpu_mid_at;
           w->cpu_base = w->cpu_mid;
+          w->cpu_base_preempted = w->cpu_mid_preempted;
           w->cpu_mid_at = now;
           w->cpu_mid = cpu;
+          w->cpu_mid_preempted = preempted;
         }
       if (now - w->cpu_base_at >= COMPUTE_WINDOW_US)
         {
-          w->computing = 2 * (cpu - w->cpu_base) >= now - w->cpu_base_at;
+          gint64 window = now - w->cpu_base_at, used = cpu - w->cpu_base;
+
+          w->computing = 2 * used >= window ||
+                         (5 * used >= window &&
+                          (preempted - w->cpu_base_preempted) * PREEMPTED_US >= window);
           w->judged = TRUE;
         }
       w->cpu_read_at = now;
@@ -754,7 +880,7 @@ ticker (gpointer data)
           spawn_runners_locked (w, chunks_locked (w), (guint64) w->runners + stuck);
         }
       if (w->queued > 0 && can_grow && now - MAX (w->last_progress, w->moved_at) >= STALL_US &&
-          g_atomic_int_get (&w->writing) == 0 && !computing_locked (w, now))
+          !computing_locked (w, now))
         {
           if (w->busy == 0 && w->runners > 0)
             {
@@ -768,9 +894,10 @@ ticker (gpointer data)
           else if (w->judged && runners_sleep_locked (w))
             {
               /* No runner started or finished a task for a while, tasks
-               * wait, the process hardly used the CPU, no runner waits for the
-               * parent to read its results, and the runners sleep in the
-               * kernel rather than wait for a CPU: they block. Double
+               * wait, the process hardly used the CPU, and the runners
+               * sleep in the kernel rather than wait for a CPU: they
+               * block (runners never wait for the parent to read: the
+               * writer thread does, alone). Double
                * them, up to a runner per chunk: waits overlap within a
                * few ticks, and a wrong guess costs a few threads, not one
                * per task. */
@@ -961,6 +1088,9 @@ fm_worker_serve (FmFunction   func,
   w->user_data = user_data;
   g_mutex_init (&w->lock);
   g_mutex_init (&w->write_lock);
+  g_mutex_init (&w->out_lock);
+  g_cond_init (&w->out_cond);
+  w->out = g_array_new (FALSE, FALSE, sizeof (Out));
   g_cond_init (&w->tick_cond);
   g_cond_init (&w->work_cond);
   g_queue_init (&w->slices);
@@ -981,8 +1111,11 @@ fm_worker_serve (FmFunction   func,
     }
 
   w->cpu_base_at = w->cpu_mid_at = g_get_monotonic_time ();
-  w->cpu_base = w->cpu_mid = process_cpu_us ();
+  w->cpu_base = w->cpu_mid = process_cpu_us (&w->cpu_mid_preempted);
+  w->cpu_base_preempted = w->cpu_mid_preempted;
   w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
+  /* Left to the exit of the process, as the runners are. */
+  g_thread_unref (g_thread_new ("fm-writer", writer, w));
   tick = g_thread_new ("fm-ticker", ticker, w);
   ok = serve_frames (w, error);
 
