@@ -134,10 +134,11 @@ def compute_then_count_threads(_):
 def test_items_that_compute_do_not_start_a_thread_each():
     # The worker once judged "the process computes" over a millisecond;
     # a Python worker sharing the cores often used less in one, looked
-    # blocked, and grew to hundreds of threads fighting for the GIL.
+    # blocked, and grew to hundreds of threads fighting for the GIL. A few
+    # doublings on a loaded machine are no failure; a thread per item is.
     counts = list(FastMap.fast_map(compute_then_count_threads, range(1000)))
     assert len(counts) == 1000
-    assert max(counts) < 64
+    assert max(counts) < 128
 
 
 def test_procs_limit():
