@@ -108,7 +108,7 @@ def suite_b1(r, quick):
             base = dict(bench='B1', n=n, loops=loops)
             r.c('bench-seed', n, loops, timeout=bound, label='B1 fastmap C   N=%d loops=%d' % (n, loops),
                 impl='fastmap-c', **base)
-            for impl in ('fastmap', 'ppe', 'tpe', 'imap'):
+            for impl in ('fastmap', 'ppe', 'tpe', 'imap', 'floor'):
                 r.py('b1', impl, '--n', n, '--loops', loops, timeout=bound,
                      label='B1 %-12s N=%d loops=%d' % (impl, n, loops), impl=impl, **base)
 
@@ -331,7 +331,10 @@ def t_star(call_cpu, n, cores, sleep=1.0):
 
 
 B1_IMPLS = [('fastmap-c', 'fastmap C'), ('fastmap', 'fastmap Python'),
-            ('ppe', 'ProcessPoolExecutor'), ('tpe', 'ThreadPoolExecutor'), ('imap', 'Pool.imap')]
+            ('ppe', 'ProcessPoolExecutor'), ('tpe', 'ThreadPoolExecutor'), ('imap', 'Pool.imap'),
+            ('floor', 'Python threads alone (floor)')]
+# Rows that are no peer of fastmap's: a floor to compare with, not to beat.
+FLOORS = ('floor',)
 
 
 def call_cpus(rows, loops):
@@ -376,7 +379,8 @@ def report_b1(rows, cores, md, checks):
                                    r['wall'] / ts <= 1.10, '%.3f × T*' % (r['wall'] / ts)))
             for impl in ('fastmap-c', 'fastmap'):
                 if impl in walls:
-                    others = {k: v for k, v in walls.items() if k not in ('fastmap-c', 'fastmap')}
+                    others = {k: v for k, v in walls.items()
+                              if k not in ('fastmap-c', 'fastmap') + FLOORS}
                     if others:
                         best = min(others, key=others.get)
                         checks.append(('B1 %s N=%d loops=%d faster than every peer' % (impl, n, loops),
