@@ -651,8 +651,11 @@ test_tiny_tasks_few_threads (void)
     }
   g_assert_no_error (error);
   g_assert_cmpint (taken, ==, n);
-  /* The reader, the ticker, GLib's own, a few runners per core. */
-  g_assert_cmpint (most, <, 64);
+  /* The reader, the ticker, the writer, GLib's own, a few runners per
+   * core; a thread per task was 500-1 000. On a loaded machine (under
+   * AddressSanitizer, beside the other suites) the runners may double a
+   * few times: 71 threads were seen. */
+  g_assert_cmpint (most, <, 128);
 }
 
 static void
