@@ -285,8 +285,17 @@ write_out_locked (Worker *w,
 {
   guint64 stack_indexes[256];
   GVariant *stack_values[256];
+  g_autofree guint64 *heap_indexes = NULL;
+  g_autofree GVariant **heap_values = NULL;
+  guint64 *indexes = stack_indexes;
+  GVariant **values = stack_values;
   guint start = 0;
 
+  if (n > G_N_ELEMENTS (stack_values))
+    {
+      indexes = heap_indexes = g_new (guint64, n);
+      values = heap_values = g_new (GVariant *, n);
+    }
   while (start < n)
     {
       const char *type;
@@ -302,16 +311,16 @@ write_out_locked (Worker *w,
         }
       type = g_variant_get_type_string (out[start].value);
       bytes = g_variant_get_size (out[start].value);
-      while (end < n && end - start < G_N_ELEMENTS (stack_values) && out[end].value != NULL &&
+      while (end < n && out[end].value != NULL &&
              g_str_equal (type, g_variant_get_type_string (out[end].value)) &&
              bytes + g_variant_get_size (out[end].value) <= MAX_RESULTS_BYTES)
         bytes += g_variant_get_size (out[end++].value);
       for (guint i = start; i < end; i++)
         {
-          stack_indexes[i - start] = out[i].index;
-          stack_values[i - start] = out[i].value;
+          indexes[i - start] = out[i].index;
+          values[i - start] = out[i].value;
         }
-      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, stack_indexes, stack_values,
+      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes, values,
                                 end - start, out[end - 1].credit, NULL))
         _exit (0);
       start = end;
