@@ -37,10 +37,11 @@
  * How many runners: as many as the queue needs at that chunk size, capped
  * by the worker's share of threads-limit (none when it is 0). Until eight
  * tasks are measured only a few start; a ticker adds runners whenever no
- * runner has finished anything for a millisecond while tasks wait and the
- * process hardly uses the CPU, which is what tasks that block look like. When the system refuses a thread,
- * the tasks stay queued for the runners there are, and the ticker tries
- * again: work waits for a free thread.
+ * runner has started or finished anything for a millisecond while tasks
+ * wait and the process hardly uses the CPU, which is what tasks that block
+ * look like. When the system refuses a thread, the tasks stay queued for
+ * the runners there are, and the ticker tries again: work waits for a
+ * free thread. Runners hand their results to a writer thread.
  *
  * A chunk is sized from the tasks before it, and the next task may block
  * where they did not (the first tasks of Python's fast_map() are empty
@@ -116,8 +117,16 @@ typedef struct
   guint64   index;
   GVariant *value;    /* owned, or NULL for ... */
   GError   *error;    /* ... this, owned */
-  guint32   credit;
 } Out;
+
+/* The process's CPU time and how often the system took the CPU from its
+ * threads, at a time: see computing_locked(). */
+typedef struct
+{
+  gint64 at;          /* monotonic µs */
+  gint64 cpu_us;
+  glong  preempted;   /* involuntary context switches */
+} CpuSample;
 
 #define CLAIM(next, end)    ((gint) (((next) << 16) | (end)))
 #define CLAIM_NEXT(claim)   (((guint) (claim)) >> 16)
@@ -146,15 +155,11 @@ typedef struct
   guint64      measured;        /* tasks behind cost_ns */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gint64       moved_at;        /* ... and of the last task started, as the ticker saw */
-  gboolean     computing;       /* the process used half a core ... */
-  gboolean     judged;          /* ... over a whole window, once there was one */
-  gint64       cpu_read_at;     /* ... when last looked (monotonic µs) ... */
-  gint64       cpu_base_at;     /* ... since then, COMPUTE_WINDOW_US to twice */
-  gint64       cpu_base;        /* that ago, when its CPU time was this (µs) */
-  gint64       cpu_mid_at;      /* the next base */
-  gint64       cpu_mid;
-  glong        cpu_base_preempted;  /* involuntary context switches then */
-  glong        cpu_mid_preempted;
+  gboolean     computing;       /* the process computed since cpu_base ... */
+  gboolean     judged;          /* ... a whole window ago, once there was one */
+  gint64       cpu_read_at;     /* monotonic µs of the last look */
+  CpuSample    cpu_base;        /* COMPUTE_WINDOW_US to twice that ago */
+  CpuSample    cpu_mid;         /* the next base */
   guint        chunked;         /* runners inside a chunk of several tasks */
   gboolean     stopping;
   gint64       timeout_us;      /* task-timeout, 0: none; immutable once serving */
@@ -244,19 +249,23 @@ queue_out_locked (Worker *w)
     g_cond_signal (&w->out_cond);
 }
 
+/* Queues @n results, taking the references in @values. */
 static void
 write_results (Worker     *w,
                guint64    *indexes,
                GVariant  **values,
-               guint       n,
-               guint32     credit)
+               guint       n)
 {
+  Out *o;
+
   g_mutex_lock (&w->out_lock);
+  g_array_set_size (w->out, w->out->len + n);
+  o = &g_array_index (w->out, Out, w->out->len - n);
   for (guint i = 0; i < n; i++)
     {
-      Out o = { indexes[i], g_variant_ref (values[i]), NULL, credit };
-
-      g_array_append_val (w->out, o);
+      o[i].index = indexes[i];
+      o[i].value = values[i];
+      o[i].error = NULL;
     }
   queue_out_locked (w);
   g_mutex_unlock (&w->out_lock);
@@ -267,7 +276,7 @@ write_error (Worker       *w,
              guint64       index,
              const GError *error)
 {
-  Out o = { index, NULL, g_error_copy (error), 0 };
+  Out o = { index, NULL, g_error_copy (error) };
 
   g_mutex_lock (&w->out_lock);
   g_array_append_val (w->out, o);
@@ -276,12 +285,13 @@ write_error (Worker       *w,
 }
 
 /* Writes @n entries of @out, frames of results of one type each (and
- * well under the parent's limit) and error frames, in order. The caller
- * holds w->write_lock. */
+ * well under the parent's limit, with @credit) and error frames, in
+ * order. The caller holds w->write_lock. */
 static void
-write_out_locked (Worker *w,
-                  Out    *out,
-                  guint   n)
+write_out_locked (Worker  *w,
+                  Out     *out,
+                  guint    n,
+                  guint32  credit)
 {
   guint64 stack_indexes[256];
   GVariant *stack_values[256];
@@ -321,7 +331,7 @@ write_out_locked (Worker *w,
           values[i - start] = out[i].value;
         }
       if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes, values,
-                                end - start, out[end - 1].credit, NULL))
+                                end - start, credit, NULL))
         _exit (0);
       start = end;
     }
@@ -339,6 +349,7 @@ writer (gpointer data)
   for (;;)
     {
       GArray *tmp;
+      guint32 credit;
 
       while (w->out->len == 0)
         {
@@ -351,8 +362,11 @@ writer (gpointer data)
       w->out = tmp;
       g_mutex_unlock (&w->out_lock);
 
+      g_mutex_lock (&w->lock);
+      credit = credit_locked (w);
+      g_mutex_unlock (&w->lock);
       g_mutex_lock (&w->write_lock);
-      write_out_locked (w, (Out *) (gpointer) taken->data, taken->len);
+      write_out_locked (w, &g_array_index (taken, Out, 0), taken->len, credit);
       g_mutex_unlock (&w->write_lock);
       for (guint i = 0; i < taken->len; i++)
         {
@@ -459,7 +473,6 @@ static guint
 run_chunk (Worker  *w,
            Running *r,
            guint    n,
-           guint32  credit,
            gint64  *elapsed_ns)
 {
   gint64 t0 = g_get_monotonic_time ();
@@ -490,9 +503,7 @@ run_chunk (Worker  *w,
 
           /* Keep order within the chunk: results before the error first. */
           if (n_ok > 0)
-            write_results (w, indexes, values, n_ok, credit);
-          for (guint j = 0; j < n_ok; j++)
-            g_variant_unref (values[j]);
+            write_results (w, indexes, values, n_ok);
           n_ok = 0;
           write_error (w, b->indexes[i], error);
           t0 += g_get_monotonic_time () - t1;
@@ -507,9 +518,7 @@ run_chunk (Worker  *w,
     *elapsed_ns = (cpu1 - cpu0) * 1000;
 
   if (n_ok > 0)
-    write_results (w, indexes, values, n_ok, credit);
-  for (guint j = 0; j < n_ok; j++)
-    g_variant_unref (values[j]);
+    write_results (w, indexes, values, n_ok);
   if (values != stack_values)
     g_free (values);
   if (indexes != stack_indexes)
@@ -580,7 +589,6 @@ runner (gpointer data,
   for (;;)
     {
       Batch *b;
-      guint32 credit;
       guint n;
 
       if (r->batch != NULL)
@@ -615,7 +623,6 @@ runner (gpointer data,
 
       n = take_chunk_locked (w, r, chunk_size_locked (w));
       b = r->batch;
-      credit = credit_locked (w);
       w->busy++;
       /* The ticker may take some of a chunk back: it must tick. */
       r->chunked = n > 1;
@@ -623,7 +630,7 @@ runner (gpointer data,
         g_cond_signal (&w->tick_cond);
       g_mutex_unlock (&w->lock);
 
-      done = run_chunk (w, r, n, credit, &elapsed);
+      done = run_chunk (w, r, n, &elapsed);
       batch_unref (b);
 
       g_mutex_lock (&w->lock);
@@ -660,7 +667,7 @@ check_timeouts_locked (Worker *w,
            * again. (What the writer holds is lost: it runs again.) The
            * worker exits below, references and all. */
           g_mutex_lock (&w->out_lock);
-          write_out_locked (w, (Out *) (gpointer) w->out->data, w->out->len);
+          write_out_locked (w, &g_array_index (w->out, Out, 0), w->out->len, credit_locked (w));
           g_array_set_size (w->out, 0);
           g_mutex_unlock (&w->out_lock);
         }
@@ -680,19 +687,19 @@ tick_interval (Worker *w)
   return CLAMP (w->timeout_us / 8, STALL_US, 50 * 1000);
 }
 
-static gint64
-process_cpu_us (glong *preempted)
+static CpuSample
+sample_cpu (gint64 now)
 {
+  CpuSample sample = { now, 0, 0 };
   struct rusage ru;
 
-  if (getrusage (RUSAGE_SELF, &ru) != 0)
+  if (getrusage (RUSAGE_SELF, &ru) == 0)
     {
-      *preempted = 0;
-      return 0;
+      sample.cpu_us = (gint64) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
+                      ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+      sample.preempted = ru.ru_nivcsw;
     }
-  *preempted = ru.ru_nivcsw;
-  return (gint64) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
-         ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+  return sample;
 }
 
 /* Whether @r's thread sleeps in the kernel (a wait, a lock, I/O) rather
@@ -791,8 +798,9 @@ steal_stuck_locked (Worker *w,
       gint claim = g_atomic_int_get (&r->claim);
       guint next = CLAIM_NEXT (claim), end = CLAIM_END (claim);
 
-      if (claim != r->seen_claim || r->batch != r->seen_batch || r->start != r->seen_start ||
-          r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
+      /* A runner changes its batch and start only under w->lock, which
+       * the ticker has held since it looked; its claim, at any time. */
+      if (claim != r->seen_claim || r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
           !runner_sleeps (r) ||
           !g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next, next)))
         continue;
@@ -824,25 +832,20 @@ computing_locked (Worker *w,
 {
   if (now - w->cpu_read_at >= STALL_US)
     {
-      glong preempted;
-      gint64 cpu = process_cpu_us (&preempted);
+      CpuSample cpu = sample_cpu (now);
 
-      if (now - w->cpu_mid_at >= COMPUTE_WINDOW_US)
+      if (now - w->cpu_mid.at >= COMPUTE_WINDOW_US)
         {
-          w->cpu_base_at = w->cpu_mid_at;
           w->cpu_base = w->cpu_mid;
-          w->cpu_base_preempted = w->cpu_mid_preempted;
-          w->cpu_mid_at = now;
           w->cpu_mid = cpu;
-          w->cpu_mid_preempted = preempted;
         }
-      if (now - w->cpu_base_at >= COMPUTE_WINDOW_US)
+      if (now - w->cpu_base.at >= COMPUTE_WINDOW_US)
         {
-          gint64 window = now - w->cpu_base_at, used = cpu - w->cpu_base;
+          gint64 window = now - w->cpu_base.at, used = cpu.cpu_us - w->cpu_base.cpu_us;
 
           w->computing = 2 * used >= window ||
                          (5 * used >= window &&
-                          (preempted - w->cpu_base_preempted) * PREEMPTED_US >= window);
+                          (cpu.preempted - w->cpu_base.preempted) * PREEMPTED_US >= window);
           w->judged = TRUE;
         }
       w->cpu_read_at = now;
@@ -1119,9 +1122,7 @@ fm_worker_serve (FmFunction   func,
       break;
     }
 
-  w->cpu_base_at = w->cpu_mid_at = g_get_monotonic_time ();
-  w->cpu_base = w->cpu_mid = process_cpu_us (&w->cpu_mid_preempted);
-  w->cpu_base_preempted = w->cpu_mid_preempted;
+  w->cpu_base = w->cpu_mid = sample_cpu (g_get_monotonic_time ());
   w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
   /* Left to the exit of the process, as the runners are. */
   g_thread_unref (g_thread_new ("fm-writer", writer, w));
