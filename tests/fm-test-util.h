@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,45 +24,32 @@ fm_test_mapper_for (FmFunction func,
   return mapper;
 }
 
-/* The parent of @pid, or 0 when there is no such process. */
-static inline GPid
-fm_test_parent_of (GPid pid)
+/* The value of the line @name ("PPid:", "Tgid:", "State:"...) of the
+ * text of a /proc/PID/status, or NULL. */
+static inline char *
+fm_test_status_field (const char *status,
+                      const char *name)
 {
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *stat = NULL;
-  const char *end;
-  int ppid = 0;
+  g_auto(GStrv) lines = g_strsplit (status, "\n", -1);
 
-  if (!g_file_get_contents (path, &stat, NULL, NULL))
-    return 0;
-  /* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
-  end = strrchr (stat, ')');
-  if (end == NULL || sscanf (end + 1, " %*c %d", &ppid) != 1)
-    return 0;
-  return ppid;
+  for (guint i = 0; lines[i] != NULL; i++)
+    if (g_str_has_prefix (lines[i], name))
+      return g_strstrip (g_strdup (lines[i] + strlen (name)));
+  return NULL;
 }
 
-/* A line of /proc/@pid/status ("State:", "Tgid:"...), without its name,
- * or NULL. */
+/* The line @name of /proc/@pid/status, or NULL when there is no such
+ * process. */
 static inline char *
 fm_test_status_line (GPid        pid,
                      const char *name)
 {
   g_autofree char *path = g_strdup_printf ("/proc/%d/status", (int) pid);
-  g_autofree char *text = NULL;
-  const char *line, *end;
+  g_autofree char *status = NULL;
 
-  if (!g_file_get_contents (path, &text, NULL, NULL))
+  if (!g_file_get_contents (path, &status, NULL, NULL))
     return NULL;
-  for (line = text; line != NULL && *line != '\0'; line = end != NULL ? end + 1 : NULL)
-    {
-      end = strchr (line, '\n');
-      if (g_str_has_prefix (line, name))
-        return g_strstrip (g_strndup (line + strlen (name),
-                                      end != NULL ? (gsize) (end - line) - strlen (name)
-                                                  : strlen (line + strlen (name))));
-    }
-  return NULL;
+  return fm_test_status_field (status, name);
 }
 
 /* Our child @pid is dead within @ms: reaped, or a zombie. GSubprocess
@@ -70,40 +57,45 @@ fm_test_status_line (GPid        pid,
  * with the suites side by side it left a killed worker a zombie for more
  * than 20 s in about one run of three (also before the changes of
  * 2026-11-25: reproduced at 9afd425; a SIGCHLD of our own did not make
- * GLib reap it), so a zombie counts as gone, and the log says so. The pid
- * may be reused as soon as it is reaped (pid_max can be 32768, and tests
- * that run beside this one make thousands of threads), so a process that
- * is not our child is not the one we look for, nor is a thread (its "pid"
- * is a thread id of another process: of one of our other children, its
- * parent is us). On failure, says what the process is. */
+ * GLib reap it), so after waiting the whole time a zombie counts as gone,
+ * and the log says so. The pid may be reused as soon as it is reaped
+ * (pid_max can be 32768, and tests that run beside this one make
+ * thousands of threads), so a process that is not our child is not the
+ * one we look for, nor is a thread (its "pid" is a thread id of another
+ * process: of one of our other children, its parent is us). On failure,
+ * says what the process is. */
 static inline gboolean
 fm_test_process_gone (GPid  pid,
                       guint ms)
 {
-  g_autofree char *tgid = NULL, *state = NULL, *name = NULL;
+  g_autofree char *path = g_strdup_printf ("/proc/%d/status", (int) pid);
 
-  for (guint i = 0; i <= ms / 10; i++)
+  for (guint i = 0; ; i++)
     {
-      g_free (tgid);
-      g_free (state);
-      tgid = fm_test_status_line (pid, "Tgid:");
-      state = fm_test_status_line (pid, "State:");
-      if (fm_test_parent_of (pid) != getpid () ||
-          (tgid != NULL && g_ascii_strtoll (tgid, NULL, 10) != pid))
+      g_autofree char *status = NULL, *ppid = NULL, *tgid = NULL, *state = NULL, *name = NULL;
+
+      if (!g_file_get_contents (path, &status, NULL, NULL))
         return TRUE;
-      if (state != NULL && state[0] == 'Z' && i == ms / 10)
+      ppid = fm_test_status_field (status, "PPid:");
+      tgid = fm_test_status_field (status, "Tgid:");
+      state = fm_test_status_field (status, "State:");
+      if (ppid == NULL || tgid == NULL || atoi (ppid) != getpid () || atoi (tgid) != pid)
+        return TRUE;
+      if (i < ms / 10)
+        {
+          g_usleep (10000);
+          continue;
+        }
+      if (state != NULL && state[0] == 'Z')
         {
           g_test_message ("pid %d is dead but not reaped after %u ms (a zombie)", (int) pid, ms);
           return TRUE;
         }
-      g_usleep (10000);
+      name = fm_test_status_field (status, "Name:");
+      g_test_message ("pid %d is still our child after %u ms: %s, state %s",
+                      (int) pid, ms, name ? name : "?", state ? state : "?");
+      return FALSE;
     }
-  g_free (state);
-  state = fm_test_status_line (pid, "State:");
-  name = fm_test_status_line (pid, "Name:");
-  g_test_message ("pid %d is still our child after %u ms: %s, state %s, thread group %s",
-                  (int) pid, ms, name ? name : "?", state ? state : "?", tgid ? tgid : "?");
-  return FALSE;
 }
 
 /* Takes every result of a map of twice(): each must succeed, come in
