@@ -702,56 +702,140 @@ sample_cpu (gint64 now)
   return sample;
 }
 
-/* Whether @r's thread sleeps in the kernel (a wait, a lock, I/O) rather
- * than runs or waits for a CPU: a runner that makes no progress is either
- * blocked, and other threads can help, or running a long task or
- * descheduled on a busy machine, and more threads only add to the load.
- * Unknown counts as blocked. Reading the state costs a few microseconds:
- * the ticker asks only about runners stuck for STUCK_US. */
-static gboolean
-runner_sleeps (const Running *r)
+/* What a runner that makes no progress is doing, as far as more runners
+ * are concerned. */
+typedef enum
 {
-  char path[64], buf[512];
-  const char *state;
+  RUNNER_RUNS,      /* on a CPU or waiting for one: more would add load */
+  RUNNER_ON_FUTEX,  /* asleep on a futex word: a lock, or an event */
+  RUNNER_BLOCKS,    /* asleep in any other wait (sleep, poll, I/O) */
+} RunnerState;
+
+static gssize
+read_task_file (gint        tid,
+                const char *name,
+                char       *buf,
+                gsize       size)
+{
+  char path[64];
   ssize_t len;
   int fd;
 
-  if (r->tid == 0)
-    return TRUE;
-  g_snprintf (path, sizeof path, "/proc/self/task/%d/stat", r->tid);
+  g_snprintf (path, sizeof path, "/proc/self/task/%d/%s", tid, name);
   fd = open (path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return TRUE;
-  len = read (fd, buf, sizeof buf - 1);
+    return -1;
+  len = read (fd, buf, size - 1);
   close (fd);
-  if (len <= 0)
-    return TRUE;
+  if (len < 0)
+    return -1;
   buf[len] = '\0';
+  return len;
+}
+
+static gboolean
+is_futex_syscall (gint64 nr)
+{
+#ifdef SYS_futex
+  if (nr == SYS_futex)
+    return TRUE;
+#endif
+#ifdef SYS_futex_time64
+  if (nr == SYS_futex_time64)
+    return TRUE;
+#endif
+#ifdef SYS_futex_waitv
+  if (nr == SYS_futex_waitv)
+    return TRUE;
+#endif
+#ifdef SYS_futex_wait
+  if (nr == SYS_futex_wait)
+    return TRUE;
+#endif
+  return FALSE;
+}
+
+/* Whether @r's thread runs or sleeps, and on which futex word (in
+ * @word) if it sleeps on one. A runner that makes no progress is either
+ * blocked, and other threads can help, or running a long task or
+ * descheduled on a busy machine, and more threads only add to the load.
+ * /proc/self/task/TID/syscall names the system call a sleeping thread is
+ * in and its arguments ("running" when it is not asleep); without it, the
+ * state in .../stat tells asleep from running. Unknown counts as
+ * blocked. Reading costs a few microseconds: the ticker asks only about
+ * runners that made no progress, eight at most. */
+static RunnerState
+runner_state (const Running *r,
+              guint64       *word)
+{
+  char buf[512];
+  const char *state;
+
+  if (r->tid == 0)
+    return RUNNER_BLOCKS;
+  if (read_task_file (r->tid, "syscall", buf, sizeof buf) > 0)
+    {
+      char *end;
+      gint64 nr;
+
+      if (g_str_has_prefix (buf, "running"))
+        return RUNNER_RUNS;
+      /* "nr arg0 ... sp pc"; "-1 sp pc" is asleep outside a system
+       * call (a page fault). */
+      nr = g_ascii_strtoll (buf, &end, 10);
+      if (!is_futex_syscall (nr))
+        return RUNNER_BLOCKS;
+      *word = g_ascii_strtoull (end, NULL, 16);
+      return RUNNER_ON_FUTEX;
+    }
+  if (read_task_file (r->tid, "stat", buf, sizeof buf) <= 0)
+    return RUNNER_BLOCKS;
   /* "tid (comm) state ...": comm may hold spaces and parentheses. */
   state = strrchr (buf, ')');
   if (state == NULL || state[1] != ' ')
-    return TRUE;
-  return state[2] == 'S' || state[2] == 'D';
+    return RUNNER_BLOCKS;
+  return state[2] == 'S' || state[2] == 'D' ? RUNNER_BLOCKS : RUNNER_RUNS;
 }
 
-/* Whether the runners inside a chunk all sleep in the kernel, judging by
- * the first few; FALSE when none has a thread yet but some wait for one. */
+/* Whether the runners inside a chunk all block in waits that more runners
+ * would overlap, judging by the first few; TRUE when none is inside a
+ * chunk (nothing says otherwise).
+ *
+ * Two runners asleep on the same futex word wait for each other: for a
+ * lock they share, such as Python's GIL (its waiters sleep on two or
+ * three words), and more runners would only wait with them. CI once saw a
+ * Python worker whose items computed double to 488 threads: on a loaded
+ * machine it hardly used the CPU and all its runners slept. A runner
+ * asleep on a word of its own waits for an event of its own (a
+ * GThreadedResolver lookup, a Python queue or future: each waiter has its
+ * lock), as a runner in a sleep, a poll or a read waits for the world:
+ * more runners overlap those waits. */
 static gboolean
-runners_sleep_locked (Worker *w)
+runners_block_locked (Worker *w)
 {
-  guint looked = 0;
+  guint64 words[PROBE_RUNNERS];
+  guint looked = 0, n_words = 0;
 
   for (guint i = 0; i < w->running->len && looked < PROBE_RUNNERS; i++)
     {
       Running *r = g_ptr_array_index (w->running, i);
+      RunnerState state;
+      guint64 word = 0;
 
       if (r->batch == NULL)
         continue;
       looked++;
-      if (!runner_sleeps (r))
+      state = runner_state (r, &word);
+      if (state == RUNNER_RUNS)
         return FALSE;
+      if (state != RUNNER_ON_FUTEX)
+        continue;
+      for (guint j = 0; j < n_words; j++)
+        if (words[j] == word)
+          return FALSE;
+      words[n_words++] = word;
     }
-  return looked > 0 || w->runners == 0;
+  return TRUE;
 }
 
 /* Notes which runners started a task or a chunk since the last look, at
@@ -797,11 +881,12 @@ steal_stuck_locked (Worker *w,
       Running *r = g_ptr_array_index (w->running, i);
       gint claim = g_atomic_int_get (&r->claim);
       guint next = CLAIM_NEXT (claim), end = CLAIM_END (claim);
+      guint64 word;
 
       /* A runner changes its batch and start only under w->lock, which
        * the ticker has held since it looked; its claim, at any time. */
       if (claim != r->seen_claim || r->batch == NULL || next == 0 || next >= end || now - r->seen_at < STUCK_US ||
-          !runner_sleeps (r) ||
+          runner_state (r, &word) == RUNNER_RUNS ||
           !g_atomic_int_compare_and_exchange (&r->claim, claim, CLAIM (next, next)))
         continue;
       g_atomic_ref_count_inc (&r->batch->refs);
@@ -903,7 +988,7 @@ ticker (gpointer data)
               w->runners++;
               g_thread_pool_push (w->pool, w, NULL);
             }
-          else if (w->judged && runners_sleep_locked (w))
+          else if (w->judged && runners_block_locked (w))
             {
               /* No runner started or finished a task for a while, tasks
                * wait, the process hardly used the CPU, and the runners
@@ -948,13 +1033,16 @@ queue_batch (Worker      *w,
     g_cond_signal (&w->work_cond);
   /* Until a few tasks are measured, PROBE_RUNNERS runners in all. Then
    * tasks that take more than a chunk's time get a runner each, up to
-   * twice the runners there are, unless the process computes: they may
-   * wait, and the sooner they all wait the better. Tiny ones, in chunks,
+   * twice the runners there are, unless the process computes or the
+   * runners at work do not all block (they run, or wait for a lock such
+   * as Python's GIL): they may wait, and the sooner they all wait the
+   * better. Tiny ones, in chunks,
    * gain nothing from more runners than cores. Either way, if the runners
    * block, the ticker adds more. */
   if (w->measured < PROBE_RUNNERS)
     max_total = PROBE_RUNNERS;
-  else if (chunk_size_locked (w) > 1 || computing_locked (w, g_get_monotonic_time ()))
+  else if (chunk_size_locked (w) > 1 || computing_locked (w, g_get_monotonic_time ()) ||
+           !runners_block_locked (w))
     max_total = w->n_cpus;
   else
     max_total = 2 * (guint64) MAX (w->runners, PROBE_RUNNERS);

@@ -604,23 +604,111 @@ test_blocking_task_in_chunk (void)
     }
 }
 
+static gint64
+threads_of_this_process (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
+  line = strstr (status, "\nThreads:");
+  g_assert_nonnull (line);
+  return g_ascii_strtoll (line + strlen ("\nThreads:"), NULL, 10);
+}
+
 /* x → the number of threads of the worker, every 1000th task; 0 else. */
 static GVariant *
 threads_of_worker (GVariant  *task,
                    gpointer   user_data,
                    GError   **error)
 {
-  g_autofree char *status = NULL;
-  const char *line;
-  gint64 threads = 0;
-
   if (g_variant_get_int64 (task) % 1000 != 0)
     return g_variant_new_int64 (0);
-  g_assert_true (g_file_get_contents ("/proc/self/status", &status, NULL, NULL));
-  line = strstr (status, "\nThreads:");
-  g_assert_nonnull (line);
-  threads = g_ascii_strtoll (line + strlen ("\nThreads:"), NULL, 10);
+  return g_variant_new_int64 (threads_of_this_process ());
+}
+
+/* x → the number of threads of the worker, after 2 ms asleep holding a
+ * lock that every task takes: the tasks run one after the other, as
+ * Python's items do under the GIL. */
+static GVariant *
+threads_behind_a_lock (GVariant  *task,
+                       gpointer   user_data,
+                       GError   **error)
+{
+  static GMutex lock;
+  gint64 threads;
+
+  g_mutex_lock (&lock);
+  g_usleep (2000);
+  threads = threads_of_this_process ();
+  g_mutex_unlock (&lock);
   return g_variant_new_int64 (threads);
+}
+
+static gpointer
+sleep_300_ms (gpointer data)
+{
+  g_usleep (300 * 1000);
+  return NULL;
+}
+
+/* → (start, end) in monotonic µs, of a wait for another thread of the
+ * worker that sleeps 300 ms: the task sleeps on a futex of its own. */
+static GVariant *
+interval_of_a_join (GVariant  *task,
+                    gpointer   user_data,
+                    GError   **error)
+{
+  gint64 start = g_get_monotonic_time ();
+
+  g_thread_join (g_thread_new ("sleeper", sleep_300_ms, NULL));
+  return g_variant_new ("(xx)", start, g_get_monotonic_time ());
+}
+
+static void
+test_waits_on_futexes_of_their_own_overlap (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (interval_of_a_join, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+
+  /* Each task waits for an event of its own on a futex (a join here; a
+   * GThreadedResolver lookup, a Python queue or future alike): unlike
+   * tasks that wait for a lock they share, these gain from a runner
+   * each, as tasks that sleep do. */
+  for (guint i = 0; i < 64; i++)
+    fm_map_push (map, g_variant_new_uint32 (0));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (max_overlap (values), ==, 64);
+}
+
+static void
+test_tasks_behind_a_lock_few_threads (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_behind_a_lock, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+  const gint64 n = 400;
+  gint64 most = 0;
+
+  /* The process hardly uses the CPU and every runner sleeps: the one
+   * with the lock in its wait, the others on the lock. More runners
+   * cannot help tasks that wait for each other; a Python worker whose
+   * items compute (its runners wait for the GIL) once doubled to 488
+   * threads on a loaded machine. */
+  for (gint64 i = 0; i < n; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, n);
+  for (guint i = 0; i < values->len; i++)
+    most = MAX (most, g_variant_get_int64 (values->pdata[i]));
+  g_test_message ("at most %" G_GINT64_FORMAT " threads", most);
+  /* The reader, the ticker, the writer, GLib's own, the eight runners
+   * of the start and a few per core; a thread per task would be 400. */
+  g_assert_cmpint (most, <, 64);
 }
 
 static void
@@ -1030,6 +1118,9 @@ main (int    argc,
   g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/tiny-tasks-few-threads", test_tiny_tasks_few_threads);
+  g_test_add_func ("/map/tasks-behind-a-lock-few-threads", test_tasks_behind_a_lock_few_threads);
+  g_test_add_func ("/map/waits-on-futexes-of-their-own-overlap",
+                   test_waits_on_futexes_of_their_own_overlap);
   g_test_add_func ("/map/worker-fails-to-start", test_worker_fails_to_start);
   g_test_add_func ("/map/async", test_async);
   g_test_add_func ("/map/async-source", test_async_source);
