@@ -147,7 +147,9 @@ typedef struct
   GCond        tick_cond;
   GQueue       slices;          /* of Slice*, in the order to run */
   guint64      queued;
-  guint        runners;         /* jobs pushed and not returned */
+  guint        runners;         /* counted to start and not returned */
+  guint        starting;        /* of which not yet running runner() */
+  guint        to_push;         /* of which the ticker has yet to push */
   guint        busy;            /* runners inside a chunk */
   guint        waiting;         /* runners lingering for work */
   GCond        work_cond;       /* signalled when work is queued */
@@ -155,6 +157,7 @@ typedef struct
   guint64      measured;        /* tasks behind cost_ns */
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gint64       moved_at;        /* ... and of the last task started, as the ticker saw */
+  gint64       pushed_at;       /* ... and of the last runners the ticker pushed */
   gboolean     computing;       /* the process computed since cpu_base ... */
   gboolean     judged;          /* ... a whole window ago, once there was one */
   gint64       cpu_read_at;     /* monotonic µs of the last look */
@@ -204,9 +207,28 @@ credit_locked (Worker *w)
   return MIN ((guint64) w->threads_limit * chunk_size_locked (w) * 2, G_MAXUINT32);
 }
 
+/* Counts @n more runners, for the ticker to start. Nobody starts a
+ * thread with w->lock held: a GThreadPool that is not exclusive makes
+ * each new thread in a helper thread of GLib's and waits for it, which on
+ * a loaded machine took 1.7 ms a thread, and 400 of them held the lock,
+ * and every runner with it, for 0.7 s (a task waited behind one that
+ * blocked, in CI, for all of its 3 s). */
+static void
+add_runners_locked (Worker *w,
+                    guint   n)
+{
+  if (n == 0)
+    return;
+  w->runners += n;
+  w->starting += n;
+  w->to_push += n;
+  g_cond_signal (&w->tick_cond);
+}
+
 /* Starts runners so that @chunks chunks of the queue each have one, as
  * long as there are no more than @max_total runners: runners that are
- * not inside a chunk now take one soon, so only the shortfall starts. */
+ * not inside a chunk now (or not started yet) take one soon, so only the
+ * shortfall starts. */
 static void
 spawn_runners_locked (Worker  *w,
                       guint64  chunks,
@@ -218,12 +240,24 @@ spawn_runners_locked (Worker  *w,
   if (w->threads_limit > 0)
     max_total = MIN (max_total, w->threads_limit);
   more = MIN (more, max_total > w->runners ? max_total - w->runners : 0);
+  add_runners_locked (w, more);
+}
 
-  while (more-- > 0)
+/* Pushes up to @max of the runners counted to start, without w->lock,
+ * which the caller holds and gets back: the ticker, between its looks. */
+static void
+push_runners_locked (Worker *w,
+                     guint   max)
+{
+  guint n = MIN (w->to_push, max), pushed = 0;
+
+  w->to_push -= n;
+  g_mutex_unlock (&w->lock);
+  while (pushed < n)
     {
       g_autoptr(GError) error = NULL;
 
-      w->runners++;
+      pushed++;
       if (!g_thread_pool_push (w->pool, w, &error))
         {
           /* The system refused a thread. The job stays in the pool's
@@ -232,6 +266,10 @@ spawn_runners_locked (Worker  *w,
           break;
         }
     }
+  g_mutex_lock (&w->lock);
+  /* What was not pushed does not start. */
+  w->runners -= n - pushed;
+  w->starting -= n - pushed;
 }
 
 static guint64
@@ -585,6 +623,7 @@ runner (gpointer data,
   r->tid = (gint) syscall (SYS_gettid);
 #endif
   g_mutex_lock (&w->lock);
+  w->starting--;
   g_ptr_array_add (w->running, r);
   for (;;)
     {
@@ -952,9 +991,16 @@ ticker (gpointer data)
 
       if (w->timeout_us > 0)
         check_timeouts_locked (w, now);
-      /* Nothing to grow, to time out, or to take back from a chunk. */
-      if ((w->queued == 0 || !can_grow) && (w->timeout_us == 0 || w->busy == 0) &&
-          w->chunked == 0)
+      if (w->to_push > 0)
+        {
+          /* A few at a time, so that the looks below go on meanwhile. */
+          push_runners_locked (w, 64);
+          w->pushed_at = now = g_get_monotonic_time ();
+        }
+      /* Nothing to start, to grow, to time out, or to take back from a
+       * chunk. */
+      if (w->to_push == 0 && (w->queued == 0 || !can_grow) &&
+          (w->timeout_us == 0 || w->busy == 0) && w->chunked == 0)
         {
           g_cond_wait (&w->tick_cond, &w->lock);
           continue;
@@ -979,14 +1025,18 @@ ticker (gpointer data)
       if (w->queued > 0 && can_grow && now - MAX (w->last_progress, w->moved_at) >= STALL_US &&
           !computing_locked (w, now))
         {
-          if (w->busy == 0 && w->runners > 0)
+          if (w->starting > 0)
             {
-              /* Jobs wait in the pool with no thread to run them: the
-               * system refused every one so far, or is slow to start
-               * them. Ask for one more. */
-              w->last_progress = now;
-              w->runners++;
-              g_thread_pool_push (w->pool, w, NULL);
+              /* Runners are on their way: growing now would count them
+               * as runners that block. If none came for a while, the
+               * system refused their threads (the jobs wait in the pool
+               * for a free one) or is slow to start them: ask for one
+               * more. */
+              if (w->to_push == 0 && now - w->pushed_at >= STUCK_US)
+                {
+                  w->pushed_at = now;
+                  add_runners_locked (w, 1);
+                }
             }
           else if (w->judged && runners_block_locked (w))
             {
@@ -1002,7 +1052,8 @@ ticker (gpointer data)
               spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
             }
         }
-      g_cond_wait_until (&w->tick_cond, &w->lock, now + tick_interval (w));
+      if (w->to_push == 0)
+        g_cond_wait_until (&w->tick_cond, &w->lock, now + tick_interval (w));
     }
   g_mutex_unlock (&w->lock);
   return NULL;
