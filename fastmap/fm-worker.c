@@ -109,6 +109,13 @@ typedef struct
   gint     seen_claim;
   gint64   seen_at;
   gint     tid;           /* the runner's thread, 0 where unknown */
+  /* The results of the chunk so far, so that the ticker can send those of
+   * a chunk stuck in a task instead of holding them until it ends. */
+  GMutex     out_lock;    /* guards values, indexes and sent */
+  GVariant **values;      /* the runner's, [0, n_results) set */
+  guint64   *indexes;
+  gint       n_results;   /* written by the runner only, with release */
+  guint      sent;        /* of those, queued for the writer */
 } Running;
 
 /* A result (value) or an error for the writer thread. */
@@ -502,6 +509,26 @@ thread_usage (gint64 *cpu_us,
   *waits = 0;
 }
 
+/* Queues for the writer the results of @r's chunk not queued yet: the
+ * runner's, after a task or at the end of its chunk, or the ticker's, for
+ * a chunk stuck in a task (the tasks finished before it would otherwise
+ * wait for it: the parent counted them as held, gave the worker nothing
+ * new, and a task in CI started 3 s late). The caller holds
+ * r->out_lock. */
+static void
+send_results_locked (Worker  *w,
+                     Running *r)
+{
+  guint n;
+
+  if (r->values == NULL)
+    return;
+  n = (guint) __atomic_load_n (&r->n_results, __ATOMIC_ACQUIRE);
+  if (n > r->sent)
+    write_results (w, r->indexes + r->sent, r->values + r->sent, n - r->sent);
+  r->sent = n;
+}
+
 /* Runs the tasks of @r's chunk it claims; returns how many, and in
  * @elapsed_ns the time they took: their CPU time if they never waited
  * (the time the system ran other threads is no cost of the tasks), else
@@ -523,6 +550,11 @@ run_chunk (Worker  *w,
   Batch *b = r->batch;
   guint n_ok = 0, done = 0, i;
 
+  /* Before the first claim, whose compare-and-swap publishes them. */
+  r->values = values;
+  r->indexes = indexes;
+  r->n_results = 0;
+  r->sent = 0;
   thread_usage (&cpu0, &waits0);
   while (claim_task (r, &i))
     {
@@ -540,23 +572,29 @@ run_chunk (Worker  *w,
           gint64 t1 = g_get_monotonic_time ();
 
           /* Keep order within the chunk: results before the error first. */
-          if (n_ok > 0)
-            write_results (w, indexes, values, n_ok);
-          n_ok = 0;
+          g_mutex_lock (&r->out_lock);
+          send_results_locked (w, r);
           write_error (w, b->indexes[i], error);
+          g_mutex_unlock (&r->out_lock);
           t0 += g_get_monotonic_time () - t1;
           continue;
         }
       indexes[n_ok] = b->indexes[i];
       values[n_ok++] = result;
+      /* A plain store on x86: what the ticker reads, under r->out_lock,
+       * are the results stored before it. */
+      __atomic_store_n (&r->n_results, (gint) n_ok, __ATOMIC_RELEASE);
     }
   *elapsed_ns = (g_get_monotonic_time () - t0) * 1000;
   thread_usage (&cpu1, &waits1);
   if (cpu0 >= 0 && cpu1 >= 0 && waits1 == waits0)
     *elapsed_ns = (cpu1 - cpu0) * 1000;
 
-  if (n_ok > 0)
-    write_results (w, indexes, values, n_ok);
+  g_mutex_lock (&r->out_lock);
+  send_results_locked (w, r);
+  r->values = NULL;
+  r->indexes = NULL;
+  g_mutex_unlock (&r->out_lock);
   if (values != stack_values)
     g_free (values);
   if (indexes != stack_indexes)
@@ -619,6 +657,8 @@ runner (gpointer data,
   gint64 elapsed = 0;
   guint done = 0;
 
+  g_mutex_init (&r->out_lock);
+
 #ifdef SYS_gettid
   r->tid = (gint) syscall (SYS_gettid);
 #endif
@@ -677,6 +717,7 @@ runner (gpointer data,
   g_ptr_array_remove_fast (w->running, r);
   w->runners--;
   g_mutex_unlock (&w->lock);
+  g_mutex_clear (&r->out_lock);
 }
 
 /* A thread cannot be stopped: a task past its time fails, and the
@@ -930,6 +971,9 @@ steal_stuck_locked (Worker *w,
         continue;
       g_atomic_ref_count_inc (&r->batch->refs);
       queue_slice_locked (w, r->batch, r->start + next, r->start + end, TRUE);
+      g_mutex_lock (&r->out_lock);
+      send_results_locked (w, r);
+      g_mutex_unlock (&r->out_lock);
       r->seen_claim = CLAIM (next, next);
       stolen += end - next;
       (*n_stuck)++;

@@ -616,6 +616,49 @@ threads_of_this_process (void)
   return g_ascii_strtoll (line + strlen ("\nThreads:"), NULL, 10);
 }
 
+static void
+test_results_before_a_blocking_task (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (started_at, 1);
+  g_autoptr(FmMap) map = NULL;
+  const guint n_before = 50000, n = 55000, every = 500;
+  g_autofree guint32 *delays = g_new0 (guint32, n);
+  g_autofree gint64 *arrived = g_new0 (gint64, n);
+  gint64 first_slow_start = G_MAXINT64;
+  GVariant *value;
+  guint64 index;
+  GError *error = NULL;
+
+  /* As in /map/blocking-task-in-chunk, but as completed: a task that
+   * blocks in the middle of a chunk must not hold back the results of
+   * the tasks before it in that chunk, nor, because the parent counts
+   * them as still held, the tasks the parent has yet to send. Both made
+   * tasks wait for the slow one's 3 s. */
+  fm_mapper_set_ordered (mapper, FALSE);
+  map = fm_mapper_map (mapper, NULL);
+  for (guint i = n_before; i < n; i += every)
+    delays[i] = 3000;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, n,
+                                                     sizeof (guint32)));
+  fm_map_close (map);
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, <, n);
+      arrived[index] = g_get_monotonic_time ();
+      if (delays[index] > 0)
+        first_slow_start = MIN (first_slow_start, g_variant_get_int64 (value));
+      g_variant_unref (value);
+    }
+  g_assert_no_error (error);
+  for (guint i = 0; i < n; i++)
+    {
+      g_assert_cmpint (arrived[i], >, 0);
+      if (delays[i] == 0)
+        g_assert_cmpint (arrived[i] - first_slow_start, <, 1500 * 1000);
+    }
+}
+
 /* x → the number of threads of the worker, every 1000th task; 0 else. */
 static GVariant *
 threads_of_worker (GVariant  *task,
@@ -1117,6 +1160,7 @@ main (int    argc,
   g_test_add_func ("/map/push-array", test_push_array);
   g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
+  g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/tiny-tasks-few-threads", test_tiny_tasks_few_threads);
   g_test_add_func ("/map/tasks-behind-a-lock-few-threads", test_tasks_behind_a_lock_few_threads);
   g_test_add_func ("/map/waits-on-futexes-of-their-own-overlap",
