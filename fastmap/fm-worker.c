@@ -1235,6 +1235,12 @@ serve_frames (Worker  *w,
     }
 }
 
+/* The worker of fm_worker_serve(), left to the exit of the process:
+ * reachable from here, so that a leak checker at exit (LeakSanitizer in
+ * the workers of the AddressSanitizer pass) does not report it and abort
+ * the worker. volatile: a static only written to is optimised away. */
+static Worker *volatile serving;
+
 /**
  * fm_worker_serve:
  * @func: (scope call): the function to serve
@@ -1278,7 +1284,7 @@ fm_worker_serve (FmFunction   func,
 
   signal (SIGPIPE, SIG_IGN);
 
-  w = g_new0 (Worker, 1);
+  w = serving = g_new0 (Worker, 1);
   w->func = func;
   w->user_data = user_data;
   g_mutex_init (&w->lock);
