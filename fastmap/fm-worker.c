@@ -114,6 +114,7 @@ typedef struct
   GMutex     out_lock;    /* guards values, indexes and sent */
   GVariant **values;      /* the runner's, [0, n_results) set */
   guint64   *indexes;
+  gsize     *sizes;
   gint       n_results;   /* written by the runner only, with release */
   guint      sent;        /* of those, queued for the writer */
 } Running;
@@ -124,6 +125,7 @@ typedef struct
   guint64   index;
   GVariant *value;    /* owned, or NULL for ... */
   GError   *error;    /* ... this, owned */
+  gsize     size;     /* of value */
 } Out;
 
 /* The process's CPU time and how often the system took the CPU from its
@@ -299,6 +301,7 @@ static void
 write_results (Worker     *w,
                guint64    *indexes,
                GVariant  **values,
+               gsize      *sizes,
                guint       n)
 {
   Out *o;
@@ -311,6 +314,7 @@ write_results (Worker     *w,
       o[i].index = indexes[i];
       o[i].value = values[i];
       o[i].error = NULL;
+      o[i].size = sizes[i];
     }
   queue_out_locked (w);
   g_mutex_unlock (&w->out_lock);
@@ -321,12 +325,20 @@ write_error (Worker       *w,
              guint64       index,
              const GError *error)
 {
-  Out o = { index, NULL, g_error_copy (error) };
+  Out o = { index, NULL, g_error_copy (error), 0 };
 
   g_mutex_lock (&w->out_lock);
   g_array_append_val (w->out, o);
   queue_out_locked (w);
   g_mutex_unlock (&w->out_lock);
+}
+
+/* Type strings of values of one basic type are one string of GLib's. */
+static inline gboolean
+same_type (const char *a,
+           const char *b)
+{
+  return a == b || g_str_equal (a, b);
 }
 
 /* Writes @n entries of @out, frames of results of one type each (and
@@ -340,16 +352,20 @@ write_out_locked (Worker  *w,
 {
   guint64 stack_indexes[256];
   GVariant *stack_values[256];
+  gsize stack_sizes[256];
   g_autofree guint64 *heap_indexes = NULL;
   g_autofree GVariant **heap_values = NULL;
+  g_autofree gsize *heap_sizes = NULL;
   guint64 *indexes = stack_indexes;
   GVariant **values = stack_values;
+  gsize *sizes = stack_sizes;
   guint start = 0;
 
   if (n > G_N_ELEMENTS (stack_values))
     {
       indexes = heap_indexes = g_new (guint64, n);
       values = heap_values = g_new (GVariant *, n);
+      sizes = heap_sizes = g_new (gsize, n);
     }
   while (start < n)
     {
@@ -365,18 +381,19 @@ write_out_locked (Worker  *w,
           continue;
         }
       type = g_variant_get_type_string (out[start].value);
-      bytes = g_variant_get_size (out[start].value);
+      bytes = out[start].size;
       while (end < n && out[end].value != NULL &&
-             g_str_equal (type, g_variant_get_type_string (out[end].value)) &&
-             bytes + g_variant_get_size (out[end].value) <= MAX_RESULTS_BYTES)
-        bytes += g_variant_get_size (out[end++].value);
+             same_type (type, g_variant_get_type_string (out[end].value)) &&
+             bytes + out[end].size <= MAX_RESULTS_BYTES)
+        bytes += out[end++].size;
       for (guint i = start; i < end; i++)
         {
           indexes[i - start] = out[i].index;
           values[i - start] = out[i].value;
+          sizes[i - start] = out[i].size;
         }
-      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes, values,
-                                end - start, credit, NULL))
+      if (!fm_wire_write_batch_sized (w->out_fd, FM_FRAME_RESULTS, indexes, values, sizes,
+                                      end - start, credit, NULL))
         _exit (0);
       start = end;
     }
@@ -428,18 +445,20 @@ writer (gpointer data)
   return NULL;
 }
 
+/* Calls the function; returns its result, and its size in @size. */
 static GVariant *
 call_function (Worker    *w,
                GVariant  *task,
+               gsize     *size,
                GError   **error)
 {
   GVariant *result = w->func (task, w->user_data, error);
 
-  if (result != NULL && g_variant_get_size (result) > MAX_RESULT_BYTES)
+  if (result != NULL && (*size = g_variant_get_size (result)) > MAX_RESULT_BYTES)
     {
       g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
                    "The result is %" G_GSIZE_FORMAT " bytes, more than the limit of %u",
-                   g_variant_get_size (result), MAX_RESULT_BYTES);
+                   *size, MAX_RESULT_BYTES);
       g_variant_unref (g_variant_take_ref (result));
       return NULL;
     }
@@ -525,7 +544,8 @@ send_results_locked (Worker  *w,
     return;
   n = (guint) __atomic_load_n (&r->n_results, __ATOMIC_ACQUIRE);
   if (n > r->sent)
-    write_results (w, r->indexes + r->sent, r->values + r->sent, n - r->sent);
+    write_results (w, r->indexes + r->sent, r->values + r->sent, r->sizes + r->sent,
+                   n - r->sent);
   r->sent = n;
 }
 
@@ -545,14 +565,17 @@ run_chunk (Worker  *w,
   glong waits0, waits1;
   GVariant *stack_values[64];
   guint64 stack_indexes[64];
+  gsize stack_sizes[64];
   GVariant **values = n <= 64 ? stack_values : g_new (GVariant *, n);
   guint64 *indexes = n <= 64 ? stack_indexes : g_new (guint64, n);
+  gsize *sizes = n <= 64 ? stack_sizes : g_new (gsize, n);
   Batch *b = r->batch;
   guint n_ok = 0, done = 0, i;
 
   /* Before the first claim, whose compare-and-swap publishes them. */
   r->values = values;
   r->indexes = indexes;
+  r->sizes = sizes;
   r->n_results = 0;
   r->sent = 0;
   thread_usage (&cpu0, &waits0);
@@ -564,7 +587,7 @@ run_chunk (Worker  *w,
 
       done++;
       watch_task (w, r, b->indexes[i], TRUE);
-      result = call_function (w, task, &error);
+      result = call_function (w, task, &sizes[n_ok], &error);
       watch_task (w, r, 0, FALSE);
 
       if (result == NULL)
@@ -594,11 +617,14 @@ run_chunk (Worker  *w,
   send_results_locked (w, r);
   r->values = NULL;
   r->indexes = NULL;
+  r->sizes = NULL;
   g_mutex_unlock (&r->out_lock);
   if (values != stack_values)
     g_free (values);
   if (indexes != stack_indexes)
     g_free (indexes);
+  if (sizes != stack_sizes)
+    g_free (sizes);
   return done;
 }
 
