@@ -191,7 +191,9 @@ struct _FmMap
   guint64       dispatch_next;    /* next index never dispatched */
   guint64       next_index;       /* next index to give an input task */
   guint64       n_delivered;
-  GQueue        pending;          /* tasks [dispatch_next, next_index): GVariant* or Segment* */
+  GPtrArray    *pending;          /* from pending_head: tasks [dispatch_next, next_index),
+                                   * GVariant* or Segment* */
+  guint         pending_head;
   guint64       n_pending;        /* how many tasks that is */
   GArray       *retry;            /* guint64: indexes in SLOT_RETRY, oldest first */
   GArray       *suspects;         /* guint64: SLOT_RETRY indexes that run alone */
@@ -432,11 +434,45 @@ room_locked (FmMap *self)
   return held >= self->config.max_in_flight ? 0 : self->config.max_in_flight - held;
 }
 
+/* The pending queue is an array read from its head, so that a task pushed
+ * costs no list node (a GQueue allocated one per task); what was read is
+ * dropped when the queue runs dry, or once it is half of the array. */
+static void
+pending_push_locked (FmMap    *self,
+                     gpointer  item)
+{
+  g_ptr_array_add (self->pending, item);
+}
+
+static gpointer
+pending_peek_locked (FmMap *self)
+{
+  return self->pending_head < self->pending->len ? self->pending->pdata[self->pending_head] : NULL;
+}
+
+static gpointer
+pending_pop_locked (FmMap *self)
+{
+  gpointer item = self->pending->pdata[self->pending_head++];
+
+  if (self->pending_head == self->pending->len)
+    {
+      g_ptr_array_set_size (self->pending, 0);
+      self->pending_head = 0;
+    }
+  else if (self->pending_head >= 1024 && 2 * self->pending_head >= self->pending->len)
+    {
+      g_ptr_array_remove_range (self->pending, 0, self->pending_head);
+      self->pending_head = 0;
+    }
+  return item;
+}
+
 static void
 add_task_locked (FmMap    *self,
                  GVariant *task)
 {
-  g_queue_push_tail (&self->pending, task);
+  pending_push_locked (self, task);
   self->n_pending++;
   self->next_index++;
 }
@@ -532,7 +568,7 @@ next_task_locked (FmMap     *self,
     }
   else
     {
-      gpointer item = g_queue_peek_head (&self->pending);
+      gpointer item = pending_peek_locked (self);
 
       if (item == NULL ||
           self->dispatch_next >= self->base + self->config.max_in_flight)
@@ -542,14 +578,14 @@ next_task_locked (FmMap     *self,
       g_assert (s->state == SLOT_FREE);
       self->n_pending--;
       if (!IS_SEGMENT (item))
-        s->task = g_queue_pop_head (&self->pending);
+        s->task = pending_pop_locked (self);
       else
         {
           Segment *seg = AS_SEGMENT (item);
 
           s->task = g_variant_get_child_value (seg->array, seg->taken++);
           if (seg->taken == seg->n)
-            segment_unref (AS_SEGMENT (g_queue_pop_head (&self->pending)));
+            segment_unref (AS_SEGMENT (pending_pop_locked (self)));
         }
     }
   *task = slot_task (s);
@@ -598,7 +634,7 @@ send_slice_locked (FmMap *self,
                    guint  max,
                    guint *sent)
 {
-  gpointer item = g_queue_peek_head (&self->pending);
+  gpointer item = pending_peek_locked (self);
   guint64 window_end = self->base + self->config.max_in_flight;
   g_autofree guint64 *indexes = NULL;
   Segment *seg;
@@ -633,7 +669,7 @@ send_slice_locked (FmMap *self,
                                       k * seg->elem_size, 0, NULL));
   seg->taken += k;
   if (seg->taken == seg->n)
-    segment_unref (AS_SEGMENT (g_queue_pop_head (&self->pending)));
+    segment_unref (AS_SEGMENT (pending_pop_locked (self)));
   *sent += k;
   return TRUE;
 }
@@ -1387,7 +1423,9 @@ fm_map_finalize (GObject *object)
     slot_clear (&self->slots[i]);
   g_free (self->slots);
   g_free (self->done_queue);
-  g_queue_clear_full (&self->pending, pending_item_free);
+  for (guint i = self->pending_head; i < self->pending->len; i++)
+    pending_item_free (self->pending->pdata[i]);
+  g_ptr_array_unref (self->pending);
   g_array_unref (self->retry);
   g_array_unref (self->suspects);
   g_ptr_array_unref (self->procs);
@@ -1465,7 +1503,7 @@ fm_map_init (FmMap *self)
 {
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
-  g_queue_init (&self->pending);
+  self->pending = g_ptr_array_new ();
   g_queue_init (&self->async_waiters);
   self->retry = g_array_new (FALSE, FALSE, sizeof (guint64));
   self->suspects = g_array_new (FALSE, FALSE, sizeof (guint64));
@@ -1729,7 +1767,7 @@ fm_map_push_array (FmMap    *self,
       g_critical ("fm_map_push_array: the map's input is closed or a source");
       return;
     }
-  g_queue_push_tail (&self->pending, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
+  pending_push_locked (self, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
   self->n_pending += seg->n;
   self->next_index += seg->n;
   dispatch_locked (self);
