@@ -842,22 +842,26 @@ read_task_file (gint        tid,
 static gboolean
 is_futex_syscall (gint64 nr)
 {
+  /* Those this system has, then -1, which no system call is. */
+  static const long futex_calls[] = {
 #ifdef SYS_futex
-  if (nr == SYS_futex)
-    return TRUE;
+    SYS_futex,
 #endif
 #ifdef SYS_futex_time64
-  if (nr == SYS_futex_time64)
-    return TRUE;
+    SYS_futex_time64,
 #endif
 #ifdef SYS_futex_waitv
-  if (nr == SYS_futex_waitv)
-    return TRUE;
+    SYS_futex_waitv,
 #endif
 #ifdef SYS_futex_wait
-  if (nr == SYS_futex_wait)
-    return TRUE;
+    SYS_futex_wait,
 #endif
+    -1,
+  };
+
+  for (guint i = 0; futex_calls[i] != -1; i++)
+    if (nr == futex_calls[i])
+      return TRUE;
   return FALSE;
 }
 

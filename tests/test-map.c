@@ -250,20 +250,29 @@ test_threads_limit (void)
   g_assert_cmpuint (max_overlap (values), ==, 3);
 }
 
+/* Maps @func, which returns its task's (start, end), over 64 tasks of
+ * @delay_ms on two workers with no threads limit: all must overlap. */
 static void
-test_no_threads_limit (void)
+check_all_waits_overlap (FmFunction func,
+                         guint32    delay_ms)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (interval, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (func, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GPtrArray) values = NULL;
 
-  /* The seed's default: one thread per task in flight, all waits overlap. */
   for (guint i = 0; i < 64; i++)
-    fm_map_push (map, g_variant_new_uint32 (300));
+    fm_map_push (map, g_variant_new_uint32 (delay_ms));
   fm_map_close (map);
 
   values = take_all (map, NULL);
   g_assert_cmpuint (max_overlap (values), ==, 64);
+}
+
+static void
+test_no_threads_limit (void)
+{
+  /* The seed's default: one thread per task in flight, all waits overlap. */
+  check_all_waits_overlap (interval, 300);
 }
 
 static void
@@ -696,7 +705,8 @@ sleep_300_ms (gpointer data)
 }
 
 /* → (start, end) in monotonic µs, of a wait for another thread of the
- * worker that sleeps 300 ms: the task sleeps on a futex of its own. */
+ * worker that sleeps 300 ms: the task sleeps on a futex of its own. The
+ * task's value is not used. */
 static GVariant *
 interval_of_a_join (GVariant  *task,
                     gpointer   user_data,
@@ -711,20 +721,11 @@ interval_of_a_join (GVariant  *task,
 static void
 test_waits_on_futexes_of_their_own_overlap (void)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (interval_of_a_join, 2);
-  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  g_autoptr(GPtrArray) values = NULL;
-
   /* Each task waits for an event of its own on a futex (a join here; a
    * GThreadedResolver lookup, a Python queue or future alike): unlike
    * tasks that wait for a lock they share, these gain from a runner
    * each, as tasks that sleep do. */
-  for (guint i = 0; i < 64; i++)
-    fm_map_push (map, g_variant_new_uint32 (0));
-  fm_map_close (map);
-
-  values = take_all (map, NULL);
-  g_assert_cmpuint (max_overlap (values), ==, 64);
+  check_all_waits_overlap (interval_of_a_join, 0);
 }
 
 static void
