@@ -59,13 +59,6 @@
 /* The process computes if it used half a core over this long, at least:
  * see computing_locked(). */
 #define COMPUTE_WINDOW_US   (20 * 1000)
-/* ... or a fifth of a core if the system also took the CPU from its
- * threads once per this long: on a loaded machine a process that computes
- * gets less than half a core, but it is preempted all the time (a Python
- * worker whose threads hand the GIL over: 700-3 000 times a second),
- * and a process whose threads block is not (a C worker starting a
- * thousand threads that sleep: 100-400 times, a twentieth of a core). */
-#define PREEMPTED_US        (2 * 1000)
 /* A chunk whose runner spends this long asleep in one task gives the rest
  * away: long enough that a short wait (a lock, a page fault) keeps it. */
 #define STUCK_US            (20 * 1000)
@@ -128,13 +121,12 @@ typedef struct
   gsize     size;     /* of value */
 } Out;
 
-/* The process's CPU time and how often the system took the CPU from its
- * threads, at a time: see computing_locked(). */
+/* The process's CPU time at a time: see computing_locked(). */
 typedef struct
 {
   gint64 at;          /* monotonic µs */
   gint64 cpu_us;
-  glong  preempted;   /* involuntary context switches */
+  gint64 starting_us; /* Worker.starting_us then */
 } CpuSample;
 
 #define CLAIM(next, end)    ((gint) (((next) << 16) | (end)))
@@ -167,8 +159,8 @@ typedef struct
   gint64       last_progress;   /* monotonic µs of the last finished chunk */
   gint64       moved_at;        /* ... and of the last task started, as the ticker saw */
   gint64       pushed_at;       /* ... and of the last runners the ticker pushed */
-  gboolean     computing;       /* the process computed since cpu_base ... */
-  gboolean     judged;          /* ... a whole window ago, once there was one */
+  gint64       starting_us;     /* how long the ticker took to start runners, in all */
+  gboolean     computing;       /* the process computed since cpu_base */
   gint64       cpu_read_at;     /* monotonic µs of the last look */
   CpuSample    cpu_base;        /* COMPUTE_WINDOW_US to twice that ago */
   CpuSample    cpu_mid;         /* the next base */
@@ -259,6 +251,7 @@ push_runners_locked (Worker *w,
                      guint   max)
 {
   guint n = MIN (w->to_push, max), pushed = 0;
+  gint64 t0 = g_get_monotonic_time ();
 
   w->to_push -= n;
   g_mutex_unlock (&w->lock);
@@ -276,6 +269,7 @@ push_runners_locked (Worker *w,
         }
     }
   g_mutex_lock (&w->lock);
+  w->starting_us += g_get_monotonic_time () - t0;
   /* What was not pushed does not start. */
   w->runners -= n - pushed;
   w->starting -= n - pushed;
@@ -794,16 +788,16 @@ tick_interval (Worker *w)
 }
 
 static CpuSample
-sample_cpu (gint64 now)
+sample_cpu (Worker *w,
+            gint64  now)
 {
-  CpuSample sample = { now, 0, 0 };
+  CpuSample sample = { now, 0, w->starting_us };
   struct rusage ru;
 
   if (getrusage (RUSAGE_SELF, &ru) == 0)
     {
       sample.cpu_us = (gint64) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * G_USEC_PER_SEC +
                       ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
-      sample.preempted = ru.ru_nivcsw;
     }
   return sample;
 }
@@ -1015,22 +1009,23 @@ steal_stuck_locked (Worker *w,
 }
 
 /* Whether the process used half a core or more over the last
- * COMPUTE_WINDOW_US to twice that (since serving began, for the first
- * window: FALSE until then, and w->judged tells). Runners that compute use
- * the CPU; runners that block do not. A shorter window misjudged a
- * process that computes but shares the cores, off the CPU for
- * milliseconds at a time: Python workers, whose runners all sleep in the
- * kernel but one (they wait for the GIL), then looked blocked to the
- * ticker, which started a thousand threads that only fought for the GIL.
- * The process's CPU time sums all its threads: the kernel takes longer
- * the more there are, so it is read at most once per STALL_US. */
+ * COMPUTE_WINDOW_US to twice that (FALSE for the first window). Runners
+ * that compute use the CPU; runners that block do not. This guards what
+ * the runners the ticker samples cannot tell: that others compute. (The
+ * ticker once judged over 1 ms, then also by how often the system took
+ * the CPU from the process; both were to keep Python workers, whose
+ * runners wait for the GIL, from looking blocked. runners_block_locked()
+ * now tells that by the futex they wait on, and the rules only made a
+ * worker that started runners look like it computed.) The process's CPU
+ * time sums all its threads: the kernel takes longer the more there are,
+ * so it is read at most once per STALL_US. */
 static gboolean
 computing_locked (Worker *w,
                   gint64  now)
 {
   if (now - w->cpu_read_at >= STALL_US)
     {
-      CpuSample cpu = sample_cpu (now);
+      CpuSample cpu = sample_cpu (w, now);
 
       if (now - w->cpu_mid.at >= COMPUTE_WINDOW_US)
         {
@@ -1039,12 +1034,16 @@ computing_locked (Worker *w,
         }
       if (now - w->cpu_base.at >= COMPUTE_WINDOW_US)
         {
-          gint64 window = now - w->cpu_base.at, used = cpu.cpu_us - w->cpu_base.cpu_us;
+          gint64 window = now - w->cpu_base.at;
+          /* Starting threads is no computing: GLib makes them in a thread
+           * of its own while the ticker waits. Counted, it made a doubling
+           * of 128 runners that sleep look like computing, and the next
+           * one wait 20 ms for the window to pass (2048 sleeps started
+           * over 150 ms). */
+          gint64 used = MAX (0, (cpu.cpu_us - w->cpu_base.cpu_us) -
+                                (cpu.starting_us - w->cpu_base.starting_us));
 
-          w->computing = 2 * used >= window ||
-                         (5 * used >= window &&
-                          (cpu.preempted - w->cpu_base.preempted) * PREEMPTED_US >= window);
-          w->judged = TRUE;
+          w->computing = 2 * used >= window;
         }
       w->cpu_read_at = now;
     }
@@ -1112,7 +1111,7 @@ ticker (gpointer data)
                   add_runners_locked (w, 1);
                 }
             }
-          else if (w->judged && runners_block_locked (w))
+          else if (runners_block_locked (w))
             {
               /* No runner started or finished a task for a while, tasks
                * wait, the process hardly used the CPU, and the runners
@@ -1341,7 +1340,7 @@ fm_worker_serve (FmFunction   func,
       break;
     }
 
-  w->cpu_base = w->cpu_mid = sample_cpu (g_get_monotonic_time ());
+  w->cpu_base = w->cpu_mid = sample_cpu (w, g_get_monotonic_time ());
   w->pool = g_thread_pool_new (runner, NULL, -1, FALSE, NULL);
   /* Left to the exit of the process, as the runners are. */
   g_thread_unref (g_thread_new ("fm-writer", writer, w));
