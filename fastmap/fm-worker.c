@@ -1115,9 +1115,9 @@ ticker (gpointer data)
             {
               /* No runner started or finished a task for a while, tasks
                * wait, the process hardly used the CPU, and the runners
-               * sleep in the kernel rather than wait for a CPU: they
-               * block (runners never wait for the parent to read: the
-               * writer thread does, alone). Double
+               * sleep in the kernel rather than wait for a CPU or for
+               * each other: they block (runners never wait for the
+               * parent to read: the writer thread does, alone). Double
                * them, up to a runner per chunk: waits overlap within a
                * few ticks, and a wrong guess costs a few threads, not one
                * per task. */
