@@ -622,7 +622,7 @@ send_tasks (Proc           *p,
             guint           count)
 {
   proc_sent (p, count,
-             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, count, 0, NULL));
+             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, NULL, count, 0, NULL));
 }
 
 /* Sends the next tasks as they are, when they are numbers of a pushed

@@ -375,30 +375,18 @@ fm_wire_write_raw_batch (int             fd,
   return fm_wire_write_all (fd, iov, 6, error);
 }
 
+/* Writes a batch of @count values of one type. @sizes, if not %NULL,
+ * holds their sizes: g_variant_get_size() takes a value's lock, and the
+ * worker, which knows them, once asked it four times per result. */
 gboolean
 fm_wire_write_batch (int               fd,
                      FmFrameKind       kind,
                      const guint64    *indexes,
                      GVariant * const *values,
+                     const gsize      *sizes,
                      guint             count,
                      guint32           credit,
                      GError          **error)
-{
-  return fm_wire_write_batch_sized (fd, kind, indexes, values, NULL, count, credit, error);
-}
-
-/* As fm_wire_write_batch(), with the values' sizes in @sizes when the
- * caller has them: g_variant_get_size() takes the value's lock, and the
- * worker once asked it four times per result. */
-gboolean
-fm_wire_write_batch_sized (int               fd,
-                           FmFrameKind       kind,
-                           const guint64    *indexes,
-                           GVariant * const *values,
-                           const gsize      *sizes,
-                           guint             count,
-                           guint32           credit,
-                           GError          **error)
 {
   const char *type = g_variant_get_type_string (values[0]);
   gsize fixed = fm_wire_fixed_size (type);

@@ -87,6 +87,15 @@ typedef struct
   guint  end;
 } Slice;
 
+/* A result (value) or an error for the writer thread. */
+typedef struct
+{
+  guint64   index;
+  GVariant *value;    /* owned, or NULL for ... */
+  GError   *error;    /* ... this, owned */
+  gsize     size;     /* of value */
+} Out;
+
 /* What a runner is running: its chunk, and its task for the task-timeout
  * watchdog. */
 typedef struct
@@ -104,22 +113,13 @@ typedef struct
   gint     tid;           /* the runner's thread, 0 where unknown */
   /* The results of the chunk so far, so that the ticker can send those of
    * a chunk stuck in a task instead of holding them until it ends. */
-  GMutex     out_lock;    /* guards values, indexes and sent */
-  GVariant **values;      /* the runner's, [0, n_results) set */
-  guint64   *indexes;
-  gsize     *sizes;
+  GMutex     out_lock;    /* guards results and sent */
+  Out       *results;     /* storage while in a chunk, else NULL */
+  Out       *storage;     /* the runner's, reused from chunk to chunk */
+  guint      capacity;    /* of storage */
   gint       n_results;   /* written by the runner only, with release */
   guint      sent;        /* of those, queued for the writer */
 } Running;
-
-/* A result (value) or an error for the writer thread. */
-typedef struct
-{
-  guint64   index;
-  GVariant *value;    /* owned, or NULL for ... */
-  GError   *error;    /* ... this, owned */
-  gsize     size;     /* of value */
-} Out;
 
 /* The process's CPU time at a time: see computing_locked(). */
 typedef struct
@@ -290,26 +290,14 @@ queue_out_locked (Worker *w)
     g_cond_signal (&w->out_cond);
 }
 
-/* Queues @n results, taking the references in @values. */
+/* Queues @n results, taking the references they hold. */
 static void
-write_results (Worker     *w,
-               guint64    *indexes,
-               GVariant  **values,
-               gsize      *sizes,
-               guint       n)
+write_results (Worker    *w,
+               const Out *results,
+               guint      n)
 {
-  Out *o;
-
   g_mutex_lock (&w->out_lock);
-  g_array_set_size (w->out, w->out->len + n);
-  o = &g_array_index (w->out, Out, w->out->len - n);
-  for (guint i = 0; i < n; i++)
-    {
-      o[i].index = indexes[i];
-      o[i].value = values[i];
-      o[i].error = NULL;
-      o[i].size = sizes[i];
-    }
+  g_array_append_vals (w->out, results, n);
   queue_out_locked (w);
   g_mutex_unlock (&w->out_lock);
 }
@@ -386,8 +374,8 @@ write_out_locked (Worker  *w,
           values[i - start] = out[i].value;
           sizes[i - start] = out[i].size;
         }
-      if (!fm_wire_write_batch_sized (w->out_fd, FM_FRAME_RESULTS, indexes, values, sizes,
-                                      end - start, credit, NULL))
+      if (!fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes, values, sizes,
+                                end - start, credit, NULL))
         _exit (0);
       start = end;
     }
@@ -534,12 +522,11 @@ send_results_locked (Worker  *w,
 {
   guint n;
 
-  if (r->values == NULL)
+  if (r->results == NULL)
     return;
   n = (guint) __atomic_load_n (&r->n_results, __ATOMIC_ACQUIRE);
   if (n > r->sent)
-    write_results (w, r->indexes + r->sent, r->values + r->sent, r->sizes + r->sent,
-                   n - r->sent);
+    write_results (w, r->results + r->sent, n - r->sent);
   r->sent = n;
 }
 
@@ -557,19 +544,21 @@ run_chunk (Worker  *w,
   gint64 t0 = g_get_monotonic_time ();
   gint64 cpu0, cpu1;
   glong waits0, waits1;
-  GVariant *stack_values[64];
-  guint64 stack_indexes[64];
-  gsize stack_sizes[64];
-  GVariant **values = n <= 64 ? stack_values : g_new (GVariant *, n);
-  guint64 *indexes = n <= 64 ? stack_indexes : g_new (guint64, n);
-  gsize *sizes = n <= 64 ? stack_sizes : g_new (gsize, n);
   Batch *b = r->batch;
   guint n_ok = 0, done = 0, i;
+  Out *results;
+
+  if (n > r->capacity)
+    {
+      /* Between chunks: the ticker looks at r->results only, NULL now. */
+      g_free (r->storage);
+      r->storage = g_new (Out, n);
+      r->capacity = n;
+    }
+  results = r->storage;
 
   /* Before the first claim, whose compare-and-swap publishes them. */
-  r->values = values;
-  r->indexes = indexes;
-  r->sizes = sizes;
+  r->results = results;
   r->n_results = 0;
   r->sent = 0;
   thread_usage (&cpu0, &waits0);
@@ -581,7 +570,7 @@ run_chunk (Worker  *w,
 
       done++;
       watch_task (w, r, b->indexes[i], TRUE);
-      result = call_function (w, task, &sizes[n_ok], &error);
+      result = call_function (w, task, &results[n_ok].size, &error);
       watch_task (w, r, 0, FALSE);
 
       if (result == NULL)
@@ -596,8 +585,9 @@ run_chunk (Worker  *w,
           t0 += g_get_monotonic_time () - t1;
           continue;
         }
-      indexes[n_ok] = b->indexes[i];
-      values[n_ok++] = result;
+      results[n_ok].index = b->indexes[i];
+      results[n_ok].value = result;
+      results[n_ok++].error = NULL;
       /* A plain store on x86: what the ticker reads, under r->out_lock,
        * are the results stored before it. */
       __atomic_store_n (&r->n_results, (gint) n_ok, __ATOMIC_RELEASE);
@@ -609,16 +599,8 @@ run_chunk (Worker  *w,
 
   g_mutex_lock (&r->out_lock);
   send_results_locked (w, r);
-  r->values = NULL;
-  r->indexes = NULL;
-  r->sizes = NULL;
+  r->results = NULL;
   g_mutex_unlock (&r->out_lock);
-  if (values != stack_values)
-    g_free (values);
-  if (indexes != stack_indexes)
-    g_free (indexes);
-  if (sizes != stack_sizes)
-    g_free (sizes);
   return done;
 }
 
@@ -738,6 +720,7 @@ runner (gpointer data,
   w->runners--;
   g_mutex_unlock (&w->lock);
   g_mutex_clear (&r->out_lock);
+  g_free (r->storage);
 }
 
 /* A thread cannot be stopped: a task past its time fails, and the

@@ -149,7 +149,7 @@ write_answers (FmWireBatch *batch,
       indexes[i] = fm_wire_batch_index (batch, i);
       values[i] = g_variant_ref_sink (square (task, NULL, NULL));
     }
-  if (!fm_wire_write_batch (out_fd, kind, indexes, values, batch->count, 8, &error))
+  if (!fm_wire_write_batch (out_fd, kind, indexes, values, NULL, batch->count, 8, &error))
     die ("write", error);
   for (guint i = 0; i < batch->count; i++)
     g_variant_unref (values[i]);
@@ -161,7 +161,7 @@ write_one_result (guint64 index)
   g_autoptr(GVariant) value = g_variant_ref_sink (g_variant_new_int64 (0));
   g_autoptr(GError) error = NULL;
 
-  if (!fm_wire_write_batch (out_fd, FM_FRAME_RESULTS, &index, &value, 1, 8, &error))
+  if (!fm_wire_write_batch (out_fd, FM_FRAME_RESULTS, &index, &value, NULL, 1, 8, &error))
     die ("write", error);
 }
 
