@@ -582,33 +582,48 @@ started_at (GVariant  *task,
   return g_variant_new_int64 (start);
 }
 
+/* Tiny tasks that teach the worker to run them thousands to a chunk, then
+ * from task SLOW_FROM on one every SLOW_EVERY that blocks for 3 s: all of
+ * them within the window of max-in-flight (8192) tasks. */
+#define SLOW_FROM   50000
+#define SLOW_EVERY  500
+#define SLOW_N      55000
+
+static gboolean
+is_slow (guint i)
+{
+  return i >= SLOW_FROM && (i - SLOW_FROM) % SLOW_EVERY == 0;
+}
+
+static void
+push_slow_among_tiny (FmMap *map)
+{
+  g_autofree guint32 *delays = g_new0 (guint32, SLOW_N);
+
+  for (guint i = 0; i < SLOW_N; i++)
+    delays[i] = is_slow (i) ? 3000 : 0;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, SLOW_N,
+                                                     sizeof (guint32)));
+  fm_map_close (map);
+}
+
 static void
 test_blocking_task_in_chunk (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (started_at, 1);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  /* All of them within the window of max-in-flight (8192) tasks. */
-  const guint n_before = 50000, n = 55000, every = 500;
-  g_autofree guint32 *delays = g_new0 (guint32, n);
   g_autoptr(GPtrArray) values = NULL;
 
-  /* Tiny tasks teach the worker to run them thousands to a chunk; then
-   * some block for 3 s among them, one every 500 tasks. The tasks
-   * after each, in its chunk, must start on other threads long before it
-   * ends. */
-  for (guint i = n_before; i < n; i += every)
-    delays[i] = 3000;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, n,
-                                                     sizeof (guint32)));
-  fm_map_close (map);
-
+  /* The tasks after each slow one, in its chunk, must start on other
+   * threads long before it ends. */
+  push_slow_among_tiny (map);
   values = take_all (map, NULL);
-  g_assert_cmpuint (values->len, ==, n);
-  for (guint i = n_before; i < n; i += every)
+  g_assert_cmpuint (values->len, ==, SLOW_N);
+  for (guint i = SLOW_FROM; i < SLOW_N; i += SLOW_EVERY)
     {
       gint64 slow_start = g_variant_get_int64 (values->pdata[i]);
 
-      for (guint j = i + 1; j < MIN (i + every, n); j++)
+      for (guint j = i + 1; j < MIN (i + SLOW_EVERY, SLOW_N); j++)
         g_assert_cmpint (g_variant_get_int64 (values->pdata[j]) - slow_start, <, 1500 * 1000);
     }
 }
@@ -630,9 +645,7 @@ test_results_before_a_blocking_task (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (started_at, 1);
   g_autoptr(FmMap) map = NULL;
-  const guint n_before = 50000, n = 55000, every = 500;
-  g_autofree guint32 *delays = g_new0 (guint32, n);
-  g_autofree gint64 *arrived = g_new0 (gint64, n);
+  g_autofree gint64 *arrived = g_new0 (gint64, SLOW_N);
   gint64 first_slow_start = G_MAXINT64;
   GVariant *value;
   guint64 index;
@@ -645,25 +658,21 @@ test_results_before_a_blocking_task (void)
    * tasks wait for the slow one's 3 s. */
   fm_mapper_set_ordered (mapper, FALSE);
   map = fm_mapper_map (mapper, NULL);
-  for (guint i = n_before; i < n; i += every)
-    delays[i] = 3000;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, n,
-                                                     sizeof (guint32)));
-  fm_map_close (map);
+  push_slow_among_tiny (map);
 
   while ((value = fm_map_next (map, &index, &error)) != NULL)
     {
-      g_assert_cmpuint (index, <, n);
+      g_assert_cmpuint (index, <, SLOW_N);
       arrived[index] = g_get_monotonic_time ();
-      if (delays[index] > 0)
+      if (is_slow (index))
         first_slow_start = MIN (first_slow_start, g_variant_get_int64 (value));
       g_variant_unref (value);
     }
   g_assert_no_error (error);
-  for (guint i = 0; i < n; i++)
+  for (guint i = 0; i < SLOW_N; i++)
     {
       g_assert_cmpint (arrived[i], >, 0);
-      if (delays[i] == 0)
+      if (!is_slow (i))
         g_assert_cmpint (arrived[i] - first_slow_start, <, 1500 * 1000);
     }
 }
