@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -152,7 +154,8 @@ typedef struct
 {
   FmMap       *map;        /* unowned: the map joins this reader before it goes */
   guint        id;
-  GSubprocess *process;    /* owned */
+  GSubprocess *process;    /* owned, NULL for a worker the caller started */
+  int          pidfd;      /* owned, -1 but for a worker the caller started */
   int          fd;         /* our end of the socketpair */
   GThread     *reader;     /* owned, joined by the map */
   GPid         pid;        /* for a remote worker, the launcher's */
@@ -203,6 +206,7 @@ struct _FmMap
 
   GPtrArray    *procs;            /* Proc*, the current one of each id */
   GPtrArray    *retired;          /* Proc*, replaced ones, freed at the end */
+  GArray       *adopted;          /* FmAdopted: started by the caller, not yet used */
   guint         rr;               /* where the next dispatch scan starts */
 
   FmSourceFunc  source_func;
@@ -285,7 +289,19 @@ proc_free (Proc *p)
   if (p->stderr_fwd != NULL)
     g_free (_fm_stderr_forward_end (p->stderr_fwd, 0));
   g_clear_object (&p->process);
+  if (p->pidfd >= 0)
+    close (p->pidfd);
   g_free (p);
+}
+
+/* Kills the worker, whether it has exited already or not. */
+static void
+proc_kill (Proc *p)
+{
+  if (p->process != NULL)
+    g_subprocess_force_exit (p->process);
+  else if (p->pidfd >= 0)
+    pidfd_send_signal (p->pidfd, SIGKILL, NULL, 0);
 }
 
 /* Ends every worker: closing our end is the end of its input, and a
@@ -302,8 +318,8 @@ stop_workers_locked (FmMap    *self,
 
       if (p == NULL || p->dead)
         continue;
-      if (kill && p->process != NULL)
-        g_subprocess_force_exit (p->process);
+      if (kill)
+        proc_kill (p);
       shutdown (p->fd, SHUT_RDWR);
     }
 }
@@ -612,7 +628,7 @@ proc_sent (Proc     *p,
   if (p->outstanding == count)
     p->quiet_since = g_get_monotonic_time ();
   if (!written)
-    g_subprocess_force_exit (p->process);
+    proc_kill (p);
 }
 
 static void
@@ -989,6 +1005,33 @@ reap (GSubprocess *process,
   g_main_context_unref (context);
 }
 
+/* The same for a worker the caller started: its wait status, or -1 if
+ * someone else took it (SIGCHLD set to SIG_IGN, a waitpid (-1, …) of the
+ * caller's). */
+static int
+reap_pidfd (int      pidfd,
+            guint    timeout_ms)
+{
+  struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+  siginfo_t info = { 0 };
+  int n;
+
+  while ((n = poll (&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
+    ;
+  if (n == 0)
+    {
+      pidfd_send_signal (pidfd, SIGKILL, NULL, 0);
+      while (poll (&pfd, 1, -1) < 0 && errno == EINTR)
+        ;
+    }
+  while (waitid (P_PIDFD, pidfd, &info, WEXITED) < 0)
+    if (errno != EINTR)
+      return -1;
+  if (info.si_code == CLD_EXITED)
+    return W_EXITCODE (info.si_status, 0);
+  return W_EXITCODE (0, info.si_status);
+}
+
 static char *
 describe_status (Proc *p,
                  int   status)
@@ -999,6 +1042,8 @@ describe_status (Proc *p,
     ? g_strdup_printf ("worker %u (pid %d)", p->id, p->pid)
     : g_strdup_printf ("worker %u on host “%s” (launcher pid %d)", p->id, p->host, p->pid);
 
+  if (status == -1)
+    return g_strdup_printf ("%s has exited (its status went elsewhere: is SIGCHLD ignored?)", who);
   if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
     return g_strdup_printf ("%s was killed by signal %d (%s)",
                             who, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
@@ -1013,13 +1058,19 @@ describe_exit (Proc    *p,
                gboolean stopping)
 {
   g_autofree char *last_line = NULL;
+  guint timeout_ms = stopping ? 2000 : 0;
   char *why;
 
   /* The worker closed its stream. At the end of a map it is exiting:
    * give it a moment to finish (a Python worker, a profiler). Otherwise
    * something broke: make sure it is gone. */
-  reap (p->process, stopping ? 2000 : 0);
-  why = describe_status (p, g_subprocess_get_status (p->process));
+  if (p->process != NULL)
+    {
+      reap (p->process, timeout_ms);
+      why = describe_status (p, g_subprocess_get_status (p->process));
+    }
+  else
+    why = describe_status (p, reap_pidfd (p->pidfd, timeout_ms));
 
   /* The last words of a remote worker, or of its launcher, say why a
    * host could not be reached: keep them in the message. */
@@ -1148,8 +1199,9 @@ handle_death (FmMap  *self,
     {
       requeue_locked (self, p, why);
       /* A worker that died after its hello is replaced; one that could
-       * not even start would only fail again. */
-      if (p->said_hello)
+       * not even start would only fail again. (One that the caller
+       * started is replaced by one of argv, which may start.) */
+      if (p->said_hello || p->pidfd >= 0)
         proc_start (self, p->id, &spawn_error);
       if (n_live_locked (self) == 0)
         set_fatal_locked (self,
@@ -1207,7 +1259,7 @@ watchdog_thread (gpointer data)
           g_debug ("worker %u (pid %d) held %u tasks and said nothing for %" G_GINT64_FORMAT " ms: killing it",
                    p->id, p->pid, p->outstanding, (now - p->quiet_since) / 1000);
           p->stuck = TRUE;
-          g_subprocess_force_exit (p->process);
+          proc_kill (p);
         }
       g_cond_wait_until (&self->cond, &self->lock, now + period);
     }
@@ -1249,8 +1301,10 @@ proc_argv (FmMap      *self,
   return argv;
 }
 
-/* Starts worker @id, replacing the one there was. Called with the lock
- * held (or before any thread runs). */
+/* Starts worker @id, replacing the one there was: one the caller
+ * started and gave the mapper (fm_mapper_take_worker()) while there is
+ * one, else a process of #FmMapper:argv. Called with the lock held (or
+ * before any thread runs). */
 static void
 proc_start (FmMap   *self,
             guint    id,
@@ -1267,67 +1321,83 @@ proc_start (FmMap   *self,
   if (self->config.hosts != NULL && self->config.hosts[id][0] != '\0')
     host = self->config.hosts[id];
 
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-    {
-      int errsv = errno;
-
-      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
-                   "Could not make a socket for a worker: %s", g_strerror (errsv));
-      return;
-    }
-
-  /* A local worker shares our stderr; a remote one's comes through a
-   * pipe, to be forwarded line by line with its host's name. */
-  launcher = g_subprocess_launcher_new (host != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE
-                                                     : G_SUBPROCESS_FLAGS_NONE);
-  g_subprocess_launcher_take_stdin_fd (launcher, sv[1]);
-  g_subprocess_launcher_take_stdout_fd (launcher, fcntl (sv[1], F_DUPFD_CLOEXEC, 3));
-  /* (A remote worker gets these in its command line.) */
-  for (char **e = self->config.envp_extra; host == NULL && e != NULL && *e != NULL; e++)
-    {
-      g_auto(GStrv) kv = g_strsplit (*e, "=", 2);
-
-      g_subprocess_launcher_setenv (launcher, kv[0], kv[1] ? kv[1] : "", TRUE);
-    }
-
-  /* A worker that stops reading (stopped, or hung in its reader) must not
-   * hold the map's lock forever: a write that waits this long fails, and
-   * the worker is then treated as dead. */
-  setsockopt (sv[0], SOL_SOCKET, SO_SNDTIMEO,
-              &(struct timeval) { .tv_sec = SEND_TIMEOUT_S }, sizeof (struct timeval));
-
   p = g_new0 (Proc, 1);
   p->map = self;
   p->id = id;
-  p->fd = sv[0];
+  p->pidfd = -1;
   p->host = host;
   p->threads = threads_share (self, id);
   /* A remote worker gets no task before its hello: a host that takes
    * long to fail (a connection that times out) holds none back. */
   p->credit = host != NULL ? 0 : proc_initial_credit (p);
-  argv = proc_argv (self, host);
-  p->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv, &local_error);
-  if (p->process == NULL && host != NULL)
+
+  if (host == NULL && self->adopted->len > 0)
     {
-      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
-                   "Could not start “%s” for a worker on host “%s”: %s",
-                   argv[0], host, local_error->message);
-      proc_free (p);
-      return;
+      FmAdopted *w = &g_array_index (self->adopted, FmAdopted, 0);
+
+      p->fd = w->fd;
+      p->pidfd = w->pidfd;
+      p->pid = w->pid;
+      g_array_remove_index (self->adopted, 0);
     }
-  if (p->process == NULL)
+  else
     {
-      g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
-                   "Could not start worker “%s”: %s",
-                   self->config.argv[0], local_error->message);
-      proc_free (p);
-      return;
+      if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        {
+          int errsv = errno;
+
+          g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                       "Could not make a socket for a worker: %s", g_strerror (errsv));
+          p->fd = -1;
+          proc_free (p);
+          return;
+        }
+      p->fd = sv[0];
+
+      /* A local worker shares our stderr; a remote one's comes through a
+       * pipe, to be forwarded line by line with its host's name. */
+      launcher = g_subprocess_launcher_new (host != NULL ? G_SUBPROCESS_FLAGS_STDERR_PIPE
+                                                         : G_SUBPROCESS_FLAGS_NONE);
+      g_subprocess_launcher_take_stdin_fd (launcher, sv[1]);
+      g_subprocess_launcher_take_stdout_fd (launcher, fcntl (sv[1], F_DUPFD_CLOEXEC, 3));
+      /* (A remote worker gets these in its command line.) */
+      for (char **e = self->config.envp_extra; host == NULL && e != NULL && *e != NULL; e++)
+        {
+          g_auto(GStrv) kv = g_strsplit (*e, "=", 2);
+
+          g_subprocess_launcher_setenv (launcher, kv[0], kv[1] ? kv[1] : "", TRUE);
+        }
+
+      argv = proc_argv (self, host);
+      p->process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv, &local_error);
+      if (p->process == NULL && host != NULL)
+        {
+          g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                       "Could not start “%s” for a worker on host “%s”: %s",
+                       argv[0], host, local_error->message);
+          proc_free (p);
+          return;
+        }
+      if (p->process == NULL)
+        {
+          g_set_error (error, FM_ERROR, FM_ERROR_WORKER_FAILED,
+                       "Could not start worker “%s”: %s",
+                       self->config.argv[0], local_error->message);
+          proc_free (p);
+          return;
+        }
+      if (host != NULL)
+        p->stderr_fwd = _fm_stderr_forward_new (g_subprocess_get_stderr_pipe (p->process), host);
+      /* No identifier once the child has exited: its reader finds out why. */
+      if (g_subprocess_get_identifier (p->process) != NULL)
+        p->pid = atoi (g_subprocess_get_identifier (p->process));
     }
-  if (host != NULL)
-    p->stderr_fwd = _fm_stderr_forward_new (g_subprocess_get_stderr_pipe (p->process), host);
-  /* No identifier once the child has exited: its reader finds out why. */
-  if (g_subprocess_get_identifier (p->process) != NULL)
-    p->pid = atoi (g_subprocess_get_identifier (p->process));
+
+  /* A worker that stops reading (stopped, or hung in its reader) must not
+   * hold the map's lock forever: a write that waits this long fails, and
+   * the worker is then treated as dead. */
+  setsockopt (p->fd, SOL_SOCKET, SO_SNDTIMEO,
+              &(struct timeval) { .tv_sec = SEND_TIMEOUT_S }, sizeof (struct timeval));
 
   config.threads = p->threads;
   config.byte_order = G_BYTE_ORDER;
@@ -1340,6 +1410,66 @@ proc_start (FmMap   *self,
     g_ptr_array_add (self->retired, old);
   g_ptr_array_index (self->procs, id) = p;
   p->reader = g_thread_new ("fm-reader", reader_thread, p);
+}
+
+/* ---- workers the caller started ------------------------------------ */
+
+gboolean
+_fm_adopted_init (FmAdopted  *w,
+                  int         fd,
+                  GPid        pid,
+                  GError    **error)
+{
+  siginfo_t info = { 0 };
+  int type = 0;
+  socklen_t len = sizeof type;
+  int pidfd, errsv;
+
+  if (fd < 0 || getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "File descriptor %d is not a stream socket", fd);
+      return FALSE;
+    }
+  if (pid <= 0)
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "%d is not a process id", (int) pid);
+      return FALSE;
+    }
+  pidfd = pidfd_open (pid, 0);
+  if (pidfd < 0)
+    {
+      errsv = errno;
+      g_set_error (error, FM_ERROR, errsv == ESRCH ? FM_ERROR_INVALID_ARGUMENT : FM_ERROR_FAILED,
+                   "Cannot watch process %d: %s", (int) pid, g_strerror (errsv));
+      return FALSE;
+    }
+  /* Only a child can be reaped, hence told dead from alive for sure. */
+  if (waitid (P_PIDFD, pidfd, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
+    {
+      errsv = errno;
+      close (pidfd);
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "Process %d cannot be a worker of this process: %s", (int) pid,
+                   errsv == ECHILD ? "it is not its child" : g_strerror (errsv));
+      return FALSE;
+    }
+  fcntl (fd, F_SETFD, FD_CLOEXEC);
+  w->fd = fd;
+  w->pidfd = pidfd;
+  w->pid = pid;
+  return TRUE;
+}
+
+/* Ends a worker that no map used: it ran nothing anyone waits for. */
+void
+_fm_adopted_end (FmAdopted *w)
+{
+  close (w->fd);
+  pidfd_send_signal (w->pidfd, SIGKILL, NULL, 0);
+  reap_pidfd (w->pidfd, 0);
+  close (w->pidfd);
 }
 
 /* ---- the object ---------------------------------------------------- */
@@ -1430,6 +1560,10 @@ fm_map_finalize (GObject *object)
   g_array_unref (self->suspects);
   g_ptr_array_unref (self->procs);
   g_ptr_array_unref (self->retired);
+  /* Workers given for more processes than the map had. */
+  for (guint i = 0; i < self->adopted->len; i++)
+    _fm_adopted_end (&g_array_index (self->adopted, FmAdopted, i));
+  g_array_unref (self->adopted);
   g_clear_error (&self->fatal);
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->context, g_main_context_unref);
@@ -1642,6 +1776,9 @@ _fm_map_new (const FmMapConfig *config,
   self->config.launcher = g_strdupv (config->launcher);
   self->config.remote_command = g_strdup (config->remote_command);
   self->config.error = NULL;
+  self->config.adopted = NULL;
+  self->adopted = config->adopted != NULL ? config->adopted
+                                          : g_array_new (FALSE, FALSE, sizeof (FmAdopted));
 
   while (size < config->max_in_flight)
     size <<= 1;

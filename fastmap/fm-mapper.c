@@ -111,6 +111,7 @@ struct _FmMapper
   char     *hosts;          /* owned, NULL: all workers here */
   char    **launcher;       /* owned, never NULL */
   char    **forward_env;    /* owned, or NULL */
+  GArray   *adopted;        /* FmAdopted, owned, or NULL: for the next map */
 };
 
 G_DEFINE_FINAL_TYPE (FmMapper, fm_mapper, G_TYPE_OBJECT)
@@ -142,6 +143,9 @@ fm_mapper_finalize (GObject *object)
   g_clear_pointer (&self->hosts, g_free);
   g_clear_pointer (&self->launcher, g_strfreev);
   g_clear_pointer (&self->forward_env, g_strfreev);
+  for (guint i = 0; self->adopted != NULL && i < self->adopted->len; i++)
+    _fm_adopted_end (&g_array_index (self->adopted, FmAdopted, i));
+  g_clear_pointer (&self->adopted, g_array_unref);
 
   G_OBJECT_CLASS (fm_mapper_parent_class)->finalize (object);
 }
@@ -915,6 +919,56 @@ resolve_hosts (FmMapper    *self,
 }
 
 /**
+ * fm_mapper_take_worker:
+ * @self: an #FmMapper
+ * @fd: a connected stream socket (such as one end of a `socketpair()`)
+ *   whose other end is the protocol stream of a worker: standard input and
+ *   output of a process that runs fm_worker_serve()
+ * @pid: that process, a child of this one
+ * @error: return location for a #GError, or %NULL
+ *
+ * Gives @self a worker that the caller started itself, for the next
+ * fm_mapper_map() to use instead of starting one of #FmMapper:argv. A
+ * language binding that can fork its interpreter uses this: FastMap's
+ * Python fast_map() forks its workers from the caller, which is about
+ * ten times faster than starting an interpreter and importing gi.
+ *
+ * The next map uses the workers given this way, in that order, for its
+ * local processes, as many as it has (#FmMapper:n-processes); it starts
+ * the others from #FmMapper:argv, and so it does for every worker that
+ * replaces one that died. Workers the map has no process for are ended
+ * with it, and those given to a mapper that makes no map end when the
+ * mapper is finalized.
+ *
+ * On success fastmap owns @fd (it closes it) and the process: it reaps
+ * it and kills it when the map ends, as it does its own workers, so the
+ * caller must not wait for it. On failure (@fd is not a stream socket,
+ * @pid is not a child of this process, or this kernel cannot watch a
+ * process through a pidfd: Linux 5.4 or later) both stay the caller's,
+ * with %FM_ERROR_INVALID_ARGUMENT or %FM_ERROR_FAILED.
+ *
+ * Returns: %TRUE if @self took the worker
+ */
+gboolean
+fm_mapper_take_worker (FmMapper  *self,
+                       int        fd,
+                       GPid       pid,
+                       GError   **error)
+{
+  FmAdopted w;
+
+  g_return_val_if_fail (FM_IS_MAPPER (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!_fm_adopted_init (&w, fd, pid, error))
+    return FALSE;
+  if (self->adopted == NULL)
+    self->adopted = g_array_new (FALSE, FALSE, sizeof (FmAdopted));
+  g_array_append_val (self->adopted, w);
+  return TRUE;
+}
+
+/**
  * fm_mapper_map:
  * @self: an #FmMapper
  * @cancellable: (nullable): a #GCancellable, or %NULL
@@ -963,6 +1017,7 @@ fm_mapper_map (FmMapper     *self,
   config.max_in_flight = self->max_in_flight ? self->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
   config.max_retries = self->max_retries;
   config.task_timeout = self->task_timeout;
+  config.adopted = g_steal_pointer (&self->adopted);
   map = _fm_map_new (&config, cancellable);
 
   g_strfreev (config.hosts);

@@ -82,6 +82,12 @@ void        fm_mapper_set_forward_env     (FmMapper           *self,
                                            const char * const *names);
 
 FM_AVAILABLE_IN_ALL
+gboolean    fm_mapper_take_worker         (FmMapper           *self,
+                                           int                 fd,
+                                           GPid                pid,
+                                           GError            **error);
+
+FM_AVAILABLE_IN_ALL
 FmMap      *fm_mapper_map                 (FmMapper           *self,
                                            GCancellable       *cancellable);
 

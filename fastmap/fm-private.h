@@ -31,7 +31,24 @@ typedef struct
   char   **launcher;         /* the argv prefix that runs a command on a host */
   char    *remote_command;   /* what a remote worker runs, for the host's shell */
   GError  *error;            /* a configuration that cannot run: the map fails with it */
+  GArray  *adopted;          /* FmAdopted: workers the caller started, the map's own */
 } FmMapConfig;
+
+/* A worker process that the caller started itself and gave to a mapper
+ * (fm_mapper_take_worker()): its stream and a pidfd, which signals
+ * exactly that process even once it has been reaped. */
+typedef struct
+{
+  int  fd;
+  int  pidfd;
+  GPid pid;
+} FmAdopted;
+
+gboolean  _fm_adopted_init         (FmAdopted          *w,
+                                    int                 fd,
+                                    GPid                pid,
+                                    GError            **error);
+void      _fm_adopted_end          (FmAdopted          *w);
 
 FmMap    *_fm_map_new              (const FmMapConfig  *config,
                                     GCancellable       *cancellable);

@@ -2,7 +2,16 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fastmap.h>
+
+#include "fm-test-util.h"
 
 static GVariant *
 unused (GVariant  *task,
@@ -96,6 +105,239 @@ test_default_processes (void)
   g_assert_cmpuint (fm_map_get_n_workers (map), ==, g_get_num_processors ());
 }
 
+/* ---- fm_mapper_take_worker() ---------------------------------------- */
+
+static GVariant *
+square (GVariant  *task,
+        gpointer   user_data,
+        GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  return g_variant_new_int64 (x * x);
+}
+
+/* Forks a worker of square(), as FastMap's Python layer forks its own:
+ * the child serves on its end of a socketpair, and the parent gets the
+ * other end. */
+static GPid
+fork_worker (int *fd)
+{
+  int sv[2];
+  GPid pid;
+
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      close (sv[0]);
+      dup2 (sv[1], 0);
+      dup2 (sv[1], 1);
+      close (sv[1]);
+      _exit (fm_worker_serve (square, NULL, NULL) ? 0 : 1);
+    }
+  close (sv[1]);
+  *fd = sv[0];
+  return pid;
+}
+
+/* Our child @pid has been reaped (by fastmap): waiting for it fails. */
+static void
+assert_reaped (GPid pid)
+{
+  int status;
+
+  g_assert_cmpint (waitpid (pid, &status, WNOHANG), ==, -1);
+  g_assert_cmpint (errno, ==, ECHILD);
+}
+
+static void
+push_squares (FmMap *map,
+              guint  n)
+{
+  for (guint i = 0; i < n; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) result = fm_map_next (map, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (result);
+      g_assert_cmpint (g_variant_get_int64 (result), ==, (gint64) i * i);
+    }
+  g_assert_null (fm_map_next (map, NULL, NULL));
+}
+
+/* The tests fork in a subprocess of their own: one that runs no other
+ * thread (the fork child has only the thread that forked). */
+static void
+test_take_worker_forked (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 2);
+      g_autoptr(FmMap) map = NULL;
+      GPid pids[2];
+
+      for (guint i = 0; i < 2; i++)
+        {
+          g_autoptr(GError) error = NULL;
+          int fd;
+
+          pids[i] = fork_worker (&fd);
+          g_assert_true (fm_mapper_take_worker (mapper, fd, pids[i], &error));
+          g_assert_no_error (error);
+        }
+      map = fm_mapper_map (mapper, NULL);
+      /* Used in the order given, none started of argv. */
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 1), ==, pids[1]);
+      push_squares (map, 5000);
+      g_clear_object (&map);
+      /* The map ended them and reaped them. */
+      assert_reaped (pids[0]);
+      assert_reaped (pids[1]);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+static void
+test_take_worker_killed (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+      g_autoptr(FmMap) map = NULL;
+      g_autoptr(GVariant) first = NULL;
+      g_autoptr(GError) error = NULL;
+      GPid pid;
+      int fd;
+
+      pid = fork_worker (&fd);
+      g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
+      map = fm_mapper_map (mapper, NULL);
+      fm_map_push (map, g_variant_new_int64 (3));
+      first = fm_map_next (map, NULL, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
+
+      /* Killed: replaced by a worker of argv, and nothing is lost. */
+      g_assert_no_errno (kill (pid, SIGKILL));
+      for (guint i = 0; i < 2000; i++)
+        fm_map_push (map, g_variant_new_int64 (i));
+      fm_map_close (map);
+      for (guint i = 0; i < 2000; i++)
+        {
+          g_autoptr(GVariant) result = fm_map_next (map, NULL, &error);
+
+          g_assert_no_error (error);
+          g_assert_cmpint (g_variant_get_int64 (result), ==, (gint64) i * i);
+        }
+      g_assert_null (fm_map_next (map, NULL, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+      assert_reaped (pid);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+static void
+test_take_worker_unused (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+      g_autoptr(FmMapper) unused_mapper = fm_test_mapper_for (square, 1);
+      g_autoptr(FmMap) map = NULL;
+      GPid pids[3];
+
+      for (guint i = 0; i < 3; i++)
+        {
+          FmMapper *m = i < 2 ? mapper : unused_mapper;
+          int fd;
+
+          pids[i] = fork_worker (&fd);
+          g_assert_true (fm_mapper_take_worker (m, fd, pids[i], NULL));
+        }
+      /* One process, two workers: the second ends with the map. */
+      map = fm_mapper_map (mapper, NULL);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
+      push_squares (map, 100);
+      g_clear_object (&map);
+      assert_reaped (pids[0]);
+      assert_reaped (pids[1]);
+      /* A mapper that made no map ends its worker when it goes. */
+      g_clear_object (&unused_mapper);
+      assert_reaped (pids[2]);
+      /* The next map of a mapper starts its own again. */
+      map = fm_mapper_map (mapper, NULL);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pids[0]);
+      push_squares (map, 100);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
+static void
+test_take_worker_bad_arguments (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+  g_autoptr(GError) error = NULL;
+  int fds[2], sv[2];
+  GPid child;
+
+  g_assert_no_errno (pipe (fds));
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+
+  /* Not a stream socket. */
+  g_assert_false (fm_mapper_take_worker (mapper, fds[0], getpid (), &error));
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (fm_mapper_take_worker (mapper, -1, getpid (), &error));
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  /* Not a child: our parent, ourselves, no process at all. */
+  g_assert_false (fm_mapper_take_worker (mapper, sv[0], getppid (), &error));
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_assert_false (fm_mapper_take_worker (mapper, sv[0], getpid (), &error));
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (fm_mapper_take_worker (mapper, sv[0], 0, &error));
+  g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  /* A child that has exited already is still a child: taken, and the
+   * map finds it dead and starts one of argv. */
+  child = fork ();
+  if (child == 0)
+    _exit (3);
+  close (sv[1]);
+  g_assert_true (fm_mapper_take_worker (mapper, sv[0], child, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+
+    push_squares (map, 10);
+  }
+  assert_reaped (child);
+
+  /* What failed stays the caller's. */
+  g_assert_cmpint (fcntl (fds[0], F_GETFD), !=, -1);
+  close (fds[0]);
+  close (fds[1]);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -108,6 +350,10 @@ main (int    argc,
   g_test_add_func ("/mapper/for-function", test_for_function);
   g_test_add_func ("/mapper/threads-limit-caps-processes", test_threads_limit_caps_processes);
   g_test_add_func ("/mapper/default-processes", test_default_processes);
+  g_test_add_func ("/mapper/take-worker/forked", test_take_worker_forked);
+  g_test_add_func ("/mapper/take-worker/killed", test_take_worker_killed);
+  g_test_add_func ("/mapper/take-worker/unused", test_take_worker_unused);
+  g_test_add_func ("/mapper/take-worker/bad-arguments", test_take_worker_bad_arguments);
 
   return g_test_run ();
 }
