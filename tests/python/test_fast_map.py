@@ -2,7 +2,10 @@
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import itertools
+import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -160,4 +163,57 @@ def test_ordered_false_gives_results_as_they_are_done(tmp_path, ordered, expecte
 def test_100000_items():
     n = 100000
     assert sum(FastMap.fast_map(square, range(n))) == sum(x * x for x in range(n))
+    assert wait_no_children() == []
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_start_methods(*runs):
+    out = subprocess.run([sys.executable, os.path.join(HERE, 'start_methods.py'), *runs],
+                         capture_output=True, text=True, cwd=HERE, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    # The caller's own top-level print, once; the workers' went to their
+    # stderr, not into the stream (a worker's stdout is the protocol until
+    # it serves).
+    assert lines[0] == 'TOP LEVEL OUTPUT' and 'TOP LEVEL OUTPUT' not in lines[1:], out.stdout
+    return {r['run']: r for r in map(json.loads, lines[1:])}
+
+
+def test_workers_are_forked_when_no_other_thread_runs():
+    runs = run_start_methods('default', 'default-again', 'fork', 'with-a-thread', 'spawn')
+    # (The first map starts GLib's worker thread, GTask's: the second one
+    # forks all the same.)
+    for name, forked in (('default', True), ('default-again', True), ('fork', True),
+                         ('spawn', False), ('with-a-thread', False)):
+        r = runs[name]
+        assert r['right'], r
+        assert r['forked'] == [forked], r
+        assert r['parent_is_caller'], r
+        # Either way the workers import the main script again, as spawn
+        # does: what the caller set under `if __name__ == "__main__":` is
+        # not theirs.
+        assert not r['saw_callers_global'], r
+
+
+def test_bad_start_method():
+    with pytest.raises(ValueError, match='start_method'):
+        FastMap.fast_map(square, [1], start_method='forkserver')
+
+
+def dies_once(x, flag):
+    if x == 3 and not os.path.exists(flag):
+        open(flag, 'w').close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+@pytest.mark.parametrize('method', ['fork', 'spawn'])
+def test_a_worker_that_dies_loses_nothing(tmp_path, method):
+    flag = str(tmp_path / 'died')
+    got = list(FastMap.fast_map(dies_once, range(50), itertools.repeat(flag),
+                                procs_limit=2, start_method=method))
+    assert got == list(range(50))
+    assert os.path.exists(flag)
     assert wait_no_children() == []

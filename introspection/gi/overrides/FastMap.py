@@ -24,6 +24,15 @@ the main script) does not count as the cost of an item: once every worker
 runs, items still out after ``_PROBE_WAIT`` are slow, and the input goes
 out one item per task up to the window.
 
+Workers start by fork when no other thread runs (_fork_workers(),
+_fork_is_safe()): about 1 ms, against 45 ms for a fresh interpreter that
+imports gi and the GLib, GObject and Gio overrides. With other threads
+running, a fork could copy a lock one of them holds (GLib's, or the
+allocator's) into a child that would wait for it forever, so the workers
+are then started from argv, as is any worker that replaces one that died.
+GLib's own worker thread, which the first map starts (GTask's class does),
+is no such thread while it sleeps in poll() with nothing to wait for.
+
 The generator waits for results in a private ``GMainContext`` with
 ``Map.next_async()``, and wakes up on signals (``signal.set_wakeup_fd``),
 so that Ctrl-C interrupts it at once; its ``finally`` cancels the map,
@@ -39,8 +48,8 @@ import threading
 import time
 
 # socket, subprocess and tempfile are imported where they are used: every
-# Python worker imports this module too, and they would add ~7 ms to its
-# start-up (B5 in docs/benchmarks.md).
+# Python worker imports this module too, and they would add ~7 ms to the
+# start-up of one that is not forked (B5 in docs/benchmarks.md).
 
 from gi.repository import GLib, Gio
 
@@ -302,12 +311,12 @@ def _worker_argv(payload):
     """The worker's command line, and a file to delete at the end or None."""
     import binascii
     import subprocess
-    import tempfile
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
     argv = [sys.executable] + subprocess._args_from_interpreter_flags() + [worker]
     word = binascii.b2a_base64(payload, newline=False).decode('ascii')
     if len(word) <= _MAX_ARGV_PAYLOAD:
         return argv + [word], None
+    import tempfile
     fd, path = tempfile.mkstemp(prefix='fastmap-', suffix='.pickle')
     with os.fdopen(fd, 'wb') as f:
         f.write(payload)
@@ -329,10 +338,91 @@ def _rebuild(entry):
     return exc
 
 
+# The system calls in which GLib's worker thread sleeps with nothing to
+# do: poll() or ppoll() with no timeout (the last field: -1, or no
+# timespec), by /proc/self/task/TID/syscall's numbers.
+_IDLE_POLL = {'x86_64': {'7': 0xffffffff, '271': 0}, 'aarch64': {'73': 0}}
+
+
+def _fork_is_safe():
+    """Whether a fork now copies no thread that could hold a lock: no
+    thread runs but the caller's, but for GLib's worker thread ("gmain",
+    which GTask's class starts: the first map starts it) asleep in poll()
+    with no timeout, which holds no lock there."""
+    me = str(threading.get_native_id())
+    idle = _IDLE_POLL.get(os.uname().machine, {})
+    try:
+        for tid in os.listdir('/proc/self/task'):
+            if tid == me:
+                continue
+            with open(f'/proc/self/task/{tid}/comm') as f:
+                name = f.read().strip()
+            with open(f'/proc/self/task/{tid}/syscall') as f:
+                call = f.read().split()
+            if name != 'gmain' or call[0] not in idle or int(call[3], 16) != idle[call[0]]:
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _forked_child(payload, fd, others):
+    """The worker side of a fork: never returns."""
+    code = 1
+    try:
+        for other in others:
+            os.close(other)
+        os.dup2(fd, 0)
+        os.dup2(fd, 1)
+        os.close(fd)
+        from . import _fastmap_worker
+        _fastmap_worker.serve(pickle.loads(payload), forked=True)
+    except BaseException:  # noqa: B902 -- the parent sees the death
+        try:
+            import traceback
+            traceback.print_exc()
+        except BaseException:  # noqa: B902
+            pass
+    finally:
+        os._exit(code)
+
+
+def _fork_workers(mapper, payload, n):
+    """Forks *n* workers and gives them to *mapper* (fm_mapper_take_worker()).
+    Each child keeps its end of its own socketpair and closes the parent's
+    ends of the others, so that each sees the end of its stream when the
+    parent closes it, or dies. A worker the mapper refuses (an old kernel)
+    is ended, and the map starts the rest from argv."""
+    import socket
+    from . import _fastmap_worker  # noqa: F401 -- once here, not in each child
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()      # or the children write it again
+        except Exception:  # noqa: B902 -- a closed or broken stream
+            pass
+    ours = []
+    for _ in range(n):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent_end, child_end = a.detach(), b.detach()
+        pid = os.fork()
+        if pid == 0:
+            _forked_child(payload, child_end, ours + [parent_end])
+        os.close(child_end)
+        try:
+            mapper.take_worker(parent_end, pid)
+        except GLib.Error:
+            os.close(parent_end)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return
+        ours.append(parent_end)
+
+
 class _Run:
     """One fast_map() run, on the consumer's side."""
 
-    def __init__(self, payload, items, procs_limit, threads_limit, ordered, remote):
+    def __init__(self, payload, items, procs_limit, threads_limit, ordered, remote,
+                 start_method):
         argv, self.payload_file = _worker_argv(payload)
         mapper = FastMap.Mapper(argv=argv)
         mapper.props.n_processes = procs_limit or 0
@@ -346,6 +436,10 @@ class _Run:
             if forward_env:
                 mapper.props.forward_env = list(forward_env)
         mapper.props.max_in_flight = _WINDOW + 64
+        if not hosts and (start_method == 'fork' or
+                          (start_method is None and _fork_is_safe())):
+            n = procs_limit or GLib.get_num_processors()
+            _fork_workers(mapper, payload, min(n, threads_limit or n))
         self.cancellable = Gio.Cancellable()
         self.map = mapper.map(self.cancellable)
         self.waiter = _Waiter(self.map)
@@ -499,14 +593,14 @@ class _Run:
                 pass
 
 
-def _generate(payload, items, procs_limit, threads_limit, ordered, remote):
+def _generate(payload, items, procs_limit, threads_limit, ordered, remote, start_method):
     # Empty input: no process starts, nothing is yielded.
     _end = object()
     first = next(items, _end)
     if first is _end:
         return
     run = _Run(payload, itertools.chain((first,), items), procs_limit, threads_limit,
-               ordered, remote)
+               ordered, remote, start_method)
     try:
         for results in run.results():
             yield from results
@@ -526,7 +620,7 @@ def _check_remote(hosts, launcher, forward_env):
 
 
 def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=True,
-             hosts=None, launcher=None, forward_env=None):
+             hosts=None, launcher=None, forward_env=None, start_method=None):
     """Maps *func* over *iterables* with processes and threads.
 
     Like ``map(func, *iterables)``: several iterables are zipped, and
@@ -546,6 +640,19 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     that calls fast_map() under ``if __name__ == "__main__":``). A
     function pickle cannot send raises TypeError here, before any process
     starts.
+
+    *start_method* says how the workers start. ``None`` (the default):
+    forked from this process when it runs no other thread (GLib's own
+    worker thread asleep aside), which takes about a millisecond, else
+    ``"spawn"``. ``"spawn"``: a fresh
+    interpreter each, which imports gi (about 45 ms). ``"fork"``: forked
+    even while other threads run, as multiprocessing's "fork" does: a
+    child can then hang on a lock that another thread held at the fork.
+    Either way the main script is imported again as ``__mp_main__``; a
+    forked worker holds the modules imported so far, in the state they
+    have at the call, and the files this process has open. Workers on
+    other *hosts*, and those that replace a worker that died, are always
+    spawned.
 
     An exception raised by *func* is raised by the generator at that
     item's position, rebuilt with its type where pickle can (else
@@ -572,7 +679,9 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     for name, value in (('procs_limit', procs_limit), ('threads_limit', threads_limit)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f'{name} must be None or a positive int, not {value!r}')
+    if start_method not in (None, 'fork', 'spawn'):
+        raise ValueError(f'start_method must be None, "fork" or "spawn", not {start_method!r}')
     remote = _check_remote(hosts, launcher, forward_env)
     payload = _worker_payload(func, star=len(iterables) > 1)
     items = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
-    return _generate(payload, items, procs_limit, threads_limit, ordered, remote)
+    return _generate(payload, items, procs_limit, threads_limit, ordered, remote, start_method)

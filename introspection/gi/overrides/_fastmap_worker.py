@@ -5,9 +5,12 @@
 
 Started by the parent as ``python3 [flags] _fastmap_worker.py PAYLOAD``,
 PAYLOAD being base64 (or ``@file``) of what FastMap._worker_payload()
-made. It prepares itself as multiprocessing's spawn does (the parent's
-sys.path, working directory and main script, imported as __mp_main__),
-then serves with FastMap.worker_serve(): each task is a pickled chunk of
+made, or forked from the parent, which then calls serve() in the child
+(FastMap._fork_workers()). It prepares itself as multiprocessing's spawn
+does (the parent's sys.path, working directory and main script, imported
+as __mp_main__; a forked worker imports it again too, so that a script
+behaves the same whichever way its workers start), then serves with
+FastMap.worker_serve(): each task is a pickled chunk of
 items, run on one of the threads of the worker's GThreadPool (the GIL is
 free while the C side waits), and its result a pickled
 ``(elapsed, results, errors)``. Nothing raised by the function escapes a
@@ -22,6 +25,7 @@ and spend more CPU asking for the GIL than computing with it.
 
 import binascii
 import itertools
+import os
 import pickle
 import signal
 import sys
@@ -148,6 +152,62 @@ class _Server:
         return self.GLib.Variant.new_from_bytes(self.ay, self.GLib.Bytes.new(data), True)
 
 
+def _prepared(payload):
+    """The _Server, once the main script is imported. Until
+    FastMap.worker_serve() moves it, the protocol is on fds 0 and 1, and
+    what the script prints or reads as it is imported must not touch it:
+    meanwhile stdin reads /dev/null and stdout goes to stderr."""
+    saved = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    os.close(null)
+    try:
+        return _Server(payload)
+    finally:
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: B902 -- a closed or broken stdout
+            pass
+        os.dup2(saved[0], 0)
+        os.dup2(saved[1], 1)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def serve(payload, forked=False):
+    """Serves until the parent closes the stream, then ends the process."""
+    from gi.repository import FastMap
+
+    if forked:
+        # The parent's main module is not the worker's: hide it, and
+        # multiprocessing.spawn.prepare() imports the script again.
+        import types
+        sys.modules['__main__'] = types.ModuleType('__main__')
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:
+            pass
+    server = _prepared(payload)
+    # PyGObject wraps GLib.Bytes and GLib.Variant lazily, and two pool
+    # threads doing it at once can see two classes for one type ("Expected
+    # GLib.Bytes, but got gi.repository.GLib.Bytes"): do it here, first.
+    server.GLib.Variant.new_from_bytes(server.ay, server.GLib.Bytes.new(b''), True).get_data_as_bytes().get_data()
+    code = 0
+    try:
+        FastMap.worker_serve(server.run_chunk)
+    except Exception as e:
+        print(f'fastmap worker: {e}', file=sys.stderr)
+        code = 1
+    # Threads may still run the function: nobody wants their results.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 def main():
     # Ctrl-C reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -158,23 +218,7 @@ def main():
 
     import gi
     gi.require_version('FastMap', '1.0')
-    from gi.repository import FastMap
-
-    server = _Server(payload)
-    # PyGObject wraps GLib.Bytes and GLib.Variant lazily, and two pool
-    # threads doing it at once can see two classes for one type ("Expected
-    # GLib.Bytes, but got gi.repository.GLib.Bytes"): do it here, first.
-    server.GLib.Variant.new_from_bytes(server.ay, server.GLib.Bytes.new(b''), True).get_data_as_bytes().get_data()
-    try:
-        FastMap.worker_serve(server.run_chunk)
-    except Exception as e:
-        print(f'fastmap worker: {e}', file=sys.stderr)
-        sys.exit(1)
-    # Threads may still run the function: nobody wants their results.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    import os
-    os._exit(0)
+    serve(payload)
 
 
 if __name__ == '__main__':
