@@ -43,6 +43,7 @@
 
 #include <fastmap.h>
 
+#include "fm-test-util.h"
 #include "fm-wire.h"
 
 static int in_fd = 0;
@@ -95,16 +96,6 @@ linger (void)
     }
 }
 
-static GVariant *
-square (GVariant  *task,
-        gpointer   user_data,
-        GError   **error)
-{
-  gint64 x = g_variant_get_int64 (task);
-
-  return g_variant_new_int64 (x * x);
-}
-
 static void
 read_config (void)
 {
@@ -147,7 +138,7 @@ write_answers (FmWireBatch *batch,
       g_autoptr(GVariant) task = g_variant_get_child_value (batch->values, i);
 
       indexes[i] = fm_wire_batch_index (batch, i);
-      values[i] = g_variant_ref_sink (square (task, NULL, NULL));
+      values[i] = g_variant_ref_sink (fm_test_square (task, NULL, NULL));
     }
   if (!fm_wire_write_batch (out_fd, kind, indexes, values, NULL, batch->count, 8, &error))
     die ("write", error);
@@ -317,7 +308,7 @@ main (int    argc,
 
   if (argc > 2 && !first_run (argv[2]))
     {
-      if (!fm_worker_serve (square, NULL, &error))
+      if (!fm_worker_serve (fm_test_square, NULL, &error))
         die ("serving", error);
       return 0;
     }

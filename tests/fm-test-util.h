@@ -12,6 +12,17 @@
 
 #include <fastmap.h>
 
+/* The function most tests map: an int64 to its square. */
+static inline GVariant *
+fm_test_square (GVariant  *task,
+                gpointer   user_data,
+                GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  return g_variant_new_int64 (x * x);
+}
+
 /* A mapper whose workers are re-executed copies of the test serving @func. */
 static inline FmMapper *
 fm_test_mapper_for (FmFunction func,

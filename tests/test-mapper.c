@@ -108,17 +108,7 @@ test_default_processes (void)
 
 /* ---- fm_mapper_take_worker() ---------------------------------------- */
 
-static GVariant *
-square (GVariant  *task,
-        gpointer   user_data,
-        GError   **error)
-{
-  gint64 x = g_variant_get_int64 (task);
-
-  return g_variant_new_int64 (x * x);
-}
-
-/* Forks a worker of square(), as FastMap's Python layer forks its own:
+/* Forks a worker of fm_test_square(), as FastMap's Python layer forks its own:
  * the child serves on its end of a socketpair, and the parent gets the
  * other end. */
 static GPid
@@ -136,7 +126,7 @@ fork_worker (int *fd)
       dup2 (sv[1], 0);
       dup2 (sv[1], 1);
       close (sv[1]);
-      _exit (fm_worker_serve (square, NULL, NULL) ? 0 : 1);
+      _exit (fm_worker_serve (fm_test_square, NULL, NULL) ? 0 : 1);
     }
   close (sv[1]);
   *fd = sv[0];
@@ -179,7 +169,7 @@ test_take_worker_forked (void)
 {
   if (g_test_subprocess ())
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 2);
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 2);
       g_autoptr(FmMap) map = NULL;
       GPid pids[2];
 
@@ -212,7 +202,7 @@ test_take_worker_killed (void)
 {
   if (g_test_subprocess ())
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
       g_autoptr(FmMap) map = NULL;
       g_autoptr(GVariant) first = NULL;
       g_autoptr(GError) error = NULL;
@@ -254,8 +244,8 @@ test_take_worker_unused (void)
 {
   if (g_test_subprocess ())
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
-      g_autoptr(FmMapper) unused_mapper = fm_test_mapper_for (square, 1);
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+      g_autoptr(FmMapper) unused_mapper = fm_test_mapper_for (fm_test_square, 1);
       g_autoptr(FmMap) map = NULL;
       GPid pids[3];
 
@@ -290,7 +280,7 @@ test_take_worker_unused (void)
 static void
 test_take_worker_bad_arguments (void)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
   g_autoptr(GError) error = NULL;
   int fds[2], sv[2], probe;
   GPid child;

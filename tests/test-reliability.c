@@ -55,16 +55,6 @@ sleeper (GVariant  *task,
   return g_variant_new_int64 (ms);
 }
 
-static GVariant *
-square (GVariant  *task,
-        gpointer   user_data,
-        GError   **error)
-{
-  gint64 x = g_variant_get_int64 (task);
-
-  return g_variant_new_int64 (x * x);
-}
-
 /* Each run of a crashing task leaves a line in $FM_TEST_CRASH_LOG, so that
  * a test can count how many workers a task killed. */
 static void
@@ -603,7 +593,7 @@ on_notify (GObject    *object,
 static void
 test_timeout_property (void)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 1);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
   guint ms = 1, notified = 0;
 
   g_assert_cmpuint (fm_mapper_get_task_timeout (mapper), ==, 0);
@@ -849,7 +839,7 @@ test_cancel_ends_workers (void)
 static void
 test_cancel_before_start (void)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (square, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 2);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GError) error = NULL;
