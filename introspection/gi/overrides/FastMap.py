@@ -367,8 +367,8 @@ def _fork_is_safe():
 
 
 def _forked_child(payload, fd, others):
-    """The worker side of a fork: never returns."""
-    code = 1
+    """The worker side of a fork: never returns (serve() ends the process;
+    what raises before it is a worker that dies, which the map replaces)."""
     try:
         for other in others:
             os.close(other)
@@ -384,15 +384,16 @@ def _forked_child(payload, fd, others):
         except BaseException:  # noqa: B902
             pass
     finally:
-        os._exit(code)
+        os._exit(1)
 
 
 def _fork_workers(mapper, payload, n):
     """Forks *n* workers and gives them to *mapper* (fm_mapper_take_worker()).
     Each child keeps its end of its own socketpair and closes the parent's
     ends of the others, so that each sees the end of its stream when the
-    parent closes it, or dies. A worker the mapper refuses (an old kernel)
-    is ended, and the map starts the rest from argv."""
+    parent closes it, or dies. A worker the mapper refuses (a kernel with
+    no pidfd_open(), valgrind) is ended, and so is the forking: the map
+    starts the rest from argv."""
     import socket
     from . import _fastmap_worker  # noqa: F401 -- once here, not in each child
     for stream in (sys.stdout, sys.stderr):
@@ -404,7 +405,12 @@ def _fork_workers(mapper, payload, n):
     for _ in range(n):
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent_end, child_end = a.detach(), b.detach()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:         # no process to be had now: argv's may start later
+            os.close(parent_end)
+            os.close(child_end)
+            return
         if pid == 0:
             _forked_child(payload, child_end, ours + [parent_end])
         os.close(child_end)
@@ -644,10 +650,10 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     *start_method* says how the workers start. ``None`` (the default):
     forked from this process when it runs no other thread (GLib's own
     worker thread asleep aside), which takes about a millisecond, else
-    ``"spawn"``. ``"spawn"``: a fresh
-    interpreter each, which imports gi (about 45 ms). ``"fork"``: forked
-    even while other threads run, as multiprocessing's "fork" does: a
-    child can then hang on a lock that another thread held at the fork.
+    ``"spawn"``. ``"spawn"``: a fresh interpreter each, which imports gi
+    (about 45 ms). ``"fork"``: forked even while other threads run, as
+    multiprocessing's "fork" does: a child can then hang on a lock that
+    another thread held at the fork.
     Either way the main script is imported again as ``__mp_main__``; a
     forked worker holds the modules imported so far, in the state they
     have at the call, and the files this process has open. Workers on

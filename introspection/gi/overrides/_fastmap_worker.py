@@ -158,9 +158,12 @@ def _prepared(payload):
     what the script prints or reads as it is imported must not touch it:
     meanwhile stdin reads /dev/null and stdout goes to stderr."""
     saved = os.dup(0), os.dup(1)
-    null = os.open(os.devnull, os.O_RDONLY)
+    null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
-    os.dup2(2, 1)
+    try:
+        os.dup2(2, 1)
+    except OSError:             # no stderr: nowhere to print
+        os.dup2(null, 1)
     os.close(null)
     try:
         return _Server(payload)
