@@ -217,3 +217,24 @@ def test_a_worker_that_dies_loses_nothing(tmp_path, method):
     assert got == list(range(50))
     assert os.path.exists(flag)
     assert wait_no_children() == []
+
+
+def private_dirty_after_gc(_):
+    import gc
+    gc.collect()
+    with open('/proc/self/smaps_rollup') as f:
+        for line in f:
+            if line.startswith('Private_Dirty:'):
+                return int(line.split()[1]) * 1024
+    raise AssertionError('no Private_Dirty in smaps_rollup')
+
+
+def test_a_forked_worker_shares_the_callers_heap():
+    # A million lists, ~100 MB, that a worker's collection would walk (and
+    # so copy, page by page) if they were not frozen at the fork. (Not
+    # tuples of ints: the collector stops tracking those.)
+    heap = [[i] for i in range(1_000_000)]
+    dirty = list(FastMap.fast_map(private_dirty_after_gc, range(2), procs_limit=2,
+                                  start_method='fork'))
+    assert len(heap) == 1_000_000
+    assert max(dirty) < 40 * 1024 * 1024, dirty

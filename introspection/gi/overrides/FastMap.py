@@ -39,6 +39,7 @@ so that Ctrl-C interrupts it at once; its ``finally`` cancels the map,
 which kills the workers.
 """
 
+import gc
 import itertools
 import os
 import pickle
@@ -394,13 +395,29 @@ def _fork_workers(mapper, payload, n):
     parent closes it, or dies. A worker the mapper refuses (a kernel with
     no pidfd_open(), valgrind) is ended, and so is the forking: the map
     starts the rest from argv."""
-    import socket
     from . import _fastmap_worker  # noqa: F401 -- once here, not in each child
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()      # or the children write it again
         except Exception:  # noqa: B902 -- a closed or broken stream
             pass
+    # A collection in a child would write to the header of every object it
+    # tracks, and so copy every page of this process's heap into it:
+    # frozen, the children's collections leave this process's objects
+    # alone (the gc module's documentation, gc.freeze()). A caller that
+    # froze objects of its own manages that itself.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        _fork_each(mapper, payload, n)
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
+def _fork_each(mapper, payload, n):
+    import socket
     ours = []
     for _ in range(n):
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
