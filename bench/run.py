@@ -663,7 +663,8 @@ def plot(rows, path):
     if b5:
         labels = [(r['impl'] + (' ' + r['mode'] if 'mode' in r else ''))[:30] for r in b5]
         ax.barh(range(len(b5)), [r['median'] * 1e3 for r in b5],
-                color=['tab:blue' if r['impl'].startswith('fastmap') and r.get('mode') != 'spawn'
+                color=['lightsteelblue' if r['impl'] == 'fastmap-spawn'
+                       else 'tab:blue' if r['impl'].startswith('fastmap') and r.get('mode') != 'spawn'
                        else 'tab:gray' if r['impl'] == 'interpreter' or r.get('mode') == 'spawn'
                        else 'tab:orange' for r in b5])
         ax.set_yticks(range(len(b5)))
