@@ -1052,13 +1052,18 @@ ticker (gpointer data)
           /* A few at a time, so that the looks below go on meanwhile. */
           push_runners_locked (w, 64);
           w->pushed_at = now = g_get_monotonic_time ();
+          /* It let the lock go: the worker may be ending, and the signal
+           * that says so is gone. */
+          if (w->stopping)
+            break;
         }
       /* Nothing to start, to grow, to time out, or to take back from a
        * chunk. */
       if (w->to_push == 0 && (w->queued == 0 || !can_grow) &&
           (w->timeout_us == 0 || w->busy == 0) && w->chunked == 0)
         {
-          g_cond_wait (&w->tick_cond, &w->lock);
+          if (!w->stopping)
+            g_cond_wait (&w->tick_cond, &w->lock);
           continue;
         }
       if ((w->chunked > 0 || (w->queued > 0 && can_grow)) && look_at_runners_locked (w, now))
@@ -1108,7 +1113,7 @@ ticker (gpointer data)
               spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
             }
         }
-      if (w->to_push == 0)
+      if (w->to_push == 0 && !w->stopping)
         g_cond_wait_until (&w->tick_cond, &w->lock, now + tick_interval (w));
     }
   g_mutex_unlock (&w->lock);

@@ -1144,6 +1144,51 @@ test_worker_killed (void)
   g_assert_true (fm_test_process_gone (victim, 5000));
 }
 
+static void
+count_ends (const char     *domain,
+            GLogLevelFlags  level,
+            const char     *message,
+            gpointer        data)
+{
+  guint *counts = data;
+
+  if (strstr (message, "killed by signal") != NULL)
+    counts[0]++;
+  else if (strstr (message, "exited with status 0") != NULL)
+    counts[1]++;
+}
+
+/* A worker ends by itself when its map ends, not killed after the 2 s
+ * the map gives it: a ticker that was starting runners as the map ended
+ * missed the signal to stop and waited for ever (a short map in three, in
+ * /mapper/take-worker/bad-arguments). */
+static void
+test_workers_end_by_themselves (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  guint counts[2] = { 0, 0 };
+  guint handler = g_log_set_handler ("FastMap", G_LOG_LEVEL_DEBUG, count_ends, counts);
+
+  for (guint round = 0; round < 30; round++)
+    {
+      g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+
+      for (gint64 i = 0; i < 10; i++)
+        fm_map_push (map, g_variant_new_int64 (i));
+      fm_map_close (map);
+      for (gint64 i = 0; i < 10; i++)
+        {
+          g_autoptr(GVariant) value = fm_map_next (map, NULL, NULL);
+
+          g_assert_cmpint (g_variant_get_int64 (value), ==, i * i);
+        }
+      g_assert_null (fm_map_next (map, NULL, NULL));
+    }
+  g_log_remove_handler ("FastMap", handler);
+  g_assert_cmpuint (counts[0], ==, 0);
+  g_assert_cmpuint (counts[1], ==, 30);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -1152,6 +1197,7 @@ main (int    argc,
   g_test_init (&argc, &argv, NULL);
 
   g_test_add_func ("/map/order-random-delays", test_order_random_delays);
+  g_test_add_func ("/map/workers-end-by-themselves", test_workers_end_by_themselves);
   g_test_add_func ("/map/hundred-thousand", test_hundred_thousand);
   g_test_add_func ("/map/n-processes", test_n_processes);
   g_test_add_func ("/map/threads-limit", test_threads_limit);
