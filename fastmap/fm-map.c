@@ -89,6 +89,13 @@
  * tasks each; past that, pushes gather into batches that go out when a
  * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
 #define SEND_TIMEOUT_S   10
+/* A worker that the caller forked (fm_mapper_take_worker()) and that says
+ * nothing for this long may be hung before its hello: a fork copies only
+ * the thread that forks, and a lock that another thread held then stays
+ * held in the child for ever. It is killed, and one of argv replaces it.
+ * FASTMAP_HELLO_TIMEOUT_MS sets another (for tests). */
+#define HELLO_TIMEOUT_MS 30000
+#define HELLO_TIMEOUT_ENV "FASTMAP_HELLO_TIMEOUT_MS"
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
 
@@ -1215,12 +1222,52 @@ handle_death (FmMap  *self,
   g_mutex_unlock (&self->lock);
 }
 
+static guint
+hello_timeout_ms (void)
+{
+  const char *env = g_getenv (HELLO_TIMEOUT_ENV);
+  guint64 ms;
+
+  if (env != NULL && g_ascii_string_to_unsigned (env, 10, 1, G_MAXINT, &ms, NULL))
+    return ms;
+  return HELLO_TIMEOUT_MS;
+}
+
+/* Whether @fd has something to read (or its end) within @timeout_ms. */
+static gboolean
+wait_readable (int   fd,
+               guint timeout_ms)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  int n;
+
+  do
+    {
+      gint64 left = MAX (0, deadline - g_get_monotonic_time ()) / 1000;
+
+      n = poll (&pfd, 1, (int) left);
+    }
+  while (n < 0 && errno == EINTR);
+  return n != 0;
+}
+
 static gpointer
 reader_thread (gpointer data)
 {
   Proc *p = data;
   FmMap *self = p->map;
   g_autoptr(GError) error = NULL;
+
+  if (p->pidfd >= 0 && !wait_readable (p->fd, hello_timeout_ms ()))
+    {
+      error = g_error_new (FM_ERROR, FM_ERROR_WORKER_FAILED,
+                           "it said nothing for %u ms after it was forked: killed",
+                           hello_timeout_ms ());
+      proc_kill (p);
+      handle_death (self, p, error);
+      return NULL;
+    }
 
   for (;;)
     {

@@ -940,6 +940,12 @@ resolve_hosts (FmMapper    *self,
  * with it, and those given to a mapper that makes no map end when the
  * mapper is finalized.
  *
+ * A worker given this way that says nothing (no hello) for 30 s after
+ * the map starts is taken for one that hangs, as a child forked while
+ * another thread of its parent held a lock can: it is killed, and one of
+ * #FmMapper:argv runs its tasks. (The environment variable
+ * `FASTMAP_HELLO_TIMEOUT_MS` sets another time.)
+ *
  * On success fastmap owns @fd (it closes it) and the process: it reaps
  * it and kills it when the map ends, as it does its own workers, so the
  * caller must not wait for it. On failure (@fd is not a stream socket,

@@ -277,6 +277,41 @@ test_take_worker_unused (void)
   g_test_trap_assert_passed ();
 }
 
+/* A forked child that hangs before its hello (as one can on a lock that
+ * another thread of its parent held at the fork) is killed after
+ * FASTMAP_HELLO_TIMEOUT_MS, and a worker of argv runs its tasks. */
+static void
+test_take_worker_silent (void)
+{
+  if (g_test_subprocess ())
+    {
+      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+      g_autoptr(FmMap) map = NULL;
+      int sv[2];
+      GPid pid;
+
+      g_setenv ("FASTMAP_HELLO_TIMEOUT_MS", "300", TRUE);
+      g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+      pid = fork ();
+      if (pid == 0)
+        {
+          close (sv[0]);
+          for (;;)
+            pause ();
+        }
+      close (sv[1]);
+      g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, NULL));
+      map = fm_mapper_map (mapper, NULL);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
+      push_squares (map, 100);
+      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+      assert_reaped (pid);
+      return;
+    }
+  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 static void
 test_take_worker_bad_arguments (void)
 {
@@ -366,6 +401,7 @@ main (int    argc,
   g_test_add_func ("/mapper/take-worker/forked", test_take_worker_forked);
   g_test_add_func ("/mapper/take-worker/killed", test_take_worker_killed);
   g_test_add_func ("/mapper/take-worker/unused", test_take_worker_unused);
+  g_test_add_func ("/mapper/take-worker/silent", test_take_worker_silent);
   g_test_add_func ("/mapper/take-worker/bad-arguments", test_take_worker_bad_arguments);
 
   return g_test_run ();

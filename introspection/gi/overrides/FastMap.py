@@ -670,7 +670,8 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     ``"spawn"``. ``"spawn"``: a fresh interpreter each, which imports gi
     (about 45 ms). ``"fork"``: forked even while other threads run, as
     multiprocessing's "fork" does: a child can then hang on a lock that
-    another thread held at the fork.
+    another thread held at the fork (one that has not answered in 30 s
+    is killed, and a spawned one runs its items).
     Either way the main script is imported again as ``__mp_main__``; a
     forked worker holds the modules imported so far, in the state they
     have at the call, and the files this process has open. Workers on
