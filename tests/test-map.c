@@ -677,6 +677,42 @@ test_results_before_a_blocking_task (void)
     }
 }
 
+/* As /map/results-before-a-blocking-task, with the slow task the last of
+ * the input, hence of its batch and of its chunk: there is nothing after
+ * it to take back, and the results before it in its chunk came when it
+ * ended, 3 s late. */
+static void
+test_results_before_a_blocking_last_task (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (started_at, 1);
+  g_autoptr(FmMap) map = NULL;
+  g_autofree guint32 *delays = g_new0 (guint32, SLOW_N);
+  g_autofree gint64 *arrived = g_new0 (gint64, SLOW_N);
+  gint64 slow_start = 0;
+  GVariant *value;
+  guint64 index;
+  GError *error = NULL;
+
+  fm_mapper_set_ordered (mapper, FALSE);
+  map = fm_mapper_map (mapper, NULL);
+  delays[SLOW_N - 1] = 3000;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_UINT32, delays, SLOW_N,
+                                                     sizeof (guint32)));
+  fm_map_close (map);
+  while ((value = fm_map_next (map, &index, &error)) != NULL)
+    {
+      g_assert_cmpuint (index, <, SLOW_N);
+      arrived[index] = g_get_monotonic_time ();
+      if (index == SLOW_N - 1)
+        slow_start = g_variant_get_int64 (value);
+      g_variant_unref (value);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpint (slow_start, >, 0);
+  for (guint i = 0; i < SLOW_N - 1; i++)
+    g_assert_cmpint (arrived[i] - slow_start, <, 1500 * 1000);
+}
+
 /* x → the number of threads of the worker, every 1000th task; 0 else. */
 static GVariant *
 threads_of_worker (GVariant  *task,
@@ -1217,6 +1253,7 @@ main (int    argc,
   g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
+  g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);
   g_test_add_func ("/map/tiny-tasks-few-threads", test_tiny_tasks_few_threads);
   g_test_add_func ("/map/tasks-behind-a-lock-few-threads", test_tasks_behind_a_lock_few_threads);
   g_test_add_func ("/map/waits-on-futexes-of-their-own-overlap",
