@@ -162,119 +162,113 @@ push_squares (FmMap *map,
   g_assert_null (fm_map_next (map, NULL, NULL));
 }
 
-/* The tests fork in a subprocess of their own: one that runs no other
- * thread (the fork child has only the thread that forked). */
+/* The tests that fork run in a subprocess of their own: one that runs no
+ * other thread (the fork child has only the thread that forked). */
 static void
-test_take_worker_forked (void)
+in_subprocess (gconstpointer test)
 {
   if (g_test_subprocess ())
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 2);
-      g_autoptr(FmMap) map = NULL;
-      GPid pids[2];
-
-      for (guint i = 0; i < 2; i++)
-        {
-          g_autoptr(GError) error = NULL;
-          int fd;
-
-          pids[i] = fork_worker (&fd);
-          g_assert_true (fm_mapper_take_worker (mapper, fd, pids[i], &error));
-          g_assert_no_error (error);
-        }
-      map = fm_mapper_map (mapper, NULL);
-      /* Used in the order given, none started of argv. */
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 1), ==, pids[1]);
-      push_squares (map, 5000);
-      g_clear_object (&map);
-      /* The map ended them and reaped them. */
-      assert_reaped (pids[0]);
-      assert_reaped (pids[1]);
+      ((void (*) (void)) test) ();
       return;
     }
   g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
   g_test_trap_assert_passed ();
+}
+
+static void
+test_take_worker_forked (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 2);
+  g_autoptr(FmMap) map = NULL;
+  GPid pids[2];
+
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      int fd;
+
+      pids[i] = fork_worker (&fd);
+      g_assert_true (fm_mapper_take_worker (mapper, fd, pids[i], &error));
+      g_assert_no_error (error);
+    }
+  map = fm_mapper_map (mapper, NULL);
+  /* Used in the order given, none started of argv. */
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 1), ==, pids[1]);
+  push_squares (map, 5000);
+  g_clear_object (&map);
+  /* The map ended them and reaped them. */
+  assert_reaped (pids[0]);
+  assert_reaped (pids[1]);
 }
 
 static void
 test_take_worker_killed (void)
 {
-  if (g_test_subprocess ())
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GVariant) first = NULL;
+  g_autoptr(GError) error = NULL;
+  GPid pid;
+  int fd;
+
+  pid = fork_worker (&fd);
+  g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_push (map, g_variant_new_int64 (3));
+  first = fm_map_next (map, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
+
+  /* Killed: replaced by a worker of argv, and nothing is lost. */
+  g_assert_no_errno (kill (pid, SIGKILL));
+  for (guint i = 0; i < 2000; i++)
+    fm_map_push (map, g_variant_new_int64 (i));
+  fm_map_close (map);
+  for (guint i = 0; i < 2000; i++)
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
-      g_autoptr(FmMap) map = NULL;
-      g_autoptr(GVariant) first = NULL;
-      g_autoptr(GError) error = NULL;
-      GPid pid;
-      int fd;
+      g_autoptr(GVariant) result = fm_map_next (map, NULL, &error);
 
-      pid = fork_worker (&fd);
-      g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
-      map = fm_mapper_map (mapper, NULL);
-      fm_map_push (map, g_variant_new_int64 (3));
-      first = fm_map_next (map, NULL, &error);
       g_assert_no_error (error);
-      g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
-
-      /* Killed: replaced by a worker of argv, and nothing is lost. */
-      g_assert_no_errno (kill (pid, SIGKILL));
-      for (guint i = 0; i < 2000; i++)
-        fm_map_push (map, g_variant_new_int64 (i));
-      fm_map_close (map);
-      for (guint i = 0; i < 2000; i++)
-        {
-          g_autoptr(GVariant) result = fm_map_next (map, NULL, &error);
-
-          g_assert_no_error (error);
-          g_assert_cmpint (g_variant_get_int64 (result), ==, (gint64) i * i);
-        }
-      g_assert_null (fm_map_next (map, NULL, &error));
-      g_assert_no_error (error);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
-      assert_reaped (pid);
-      return;
+      g_assert_cmpint (g_variant_get_int64 (result), ==, (gint64) i * i);
     }
-  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_passed ();
+  g_assert_null (fm_map_next (map, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+  assert_reaped (pid);
 }
 
 static void
 test_take_worker_unused (void)
 {
-  if (g_test_subprocess ())
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMapper) unused_mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  GPid pids[3];
+
+  for (guint i = 0; i < 3; i++)
     {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
-      g_autoptr(FmMapper) unused_mapper = fm_test_mapper_for (fm_test_square, 1);
-      g_autoptr(FmMap) map = NULL;
-      GPid pids[3];
+      FmMapper *m = i < 2 ? mapper : unused_mapper;
+      int fd;
 
-      for (guint i = 0; i < 3; i++)
-        {
-          FmMapper *m = i < 2 ? mapper : unused_mapper;
-          int fd;
-
-          pids[i] = fork_worker (&fd);
-          g_assert_true (fm_mapper_take_worker (m, fd, pids[i], NULL));
-        }
-      /* One process, two workers: the second ends with the map. */
-      map = fm_mapper_map (mapper, NULL);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
-      push_squares (map, 100);
-      g_clear_object (&map);
-      assert_reaped (pids[0]);
-      assert_reaped (pids[1]);
-      /* A mapper that made no map ends its worker when it goes. */
-      g_clear_object (&unused_mapper);
-      assert_reaped (pids[2]);
-      /* The next map of a mapper starts its own again. */
-      map = fm_mapper_map (mapper, NULL);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pids[0]);
-      push_squares (map, 100);
-      return;
+      pids[i] = fork_worker (&fd);
+      g_assert_true (fm_mapper_take_worker (m, fd, pids[i], NULL));
     }
-  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_passed ();
+  /* One process, two workers: the second ends with the map. */
+  map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pids[0]);
+  push_squares (map, 100);
+  g_clear_object (&map);
+  assert_reaped (pids[0]);
+  assert_reaped (pids[1]);
+  /* A mapper that made no map ends its worker when it goes. */
+  g_clear_object (&unused_mapper);
+  assert_reaped (pids[2]);
+  /* The next map of a mapper starts its own again. */
+  map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pids[0]);
+  push_squares (map, 100);
 }
 
 /* A forked child that hangs before its hello (as one can on a lock that
@@ -283,33 +277,27 @@ test_take_worker_unused (void)
 static void
 test_take_worker_silent (void)
 {
-  if (g_test_subprocess ())
-    {
-      g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
-      g_autoptr(FmMap) map = NULL;
-      int sv[2];
-      GPid pid;
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  int sv[2];
+  GPid pid;
 
-      g_setenv ("FASTMAP_HELLO_TIMEOUT_MS", "300", TRUE);
-      g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
-      pid = fork ();
-      if (pid == 0)
-        {
-          close (sv[0]);
-          for (;;)
-            pause ();
-        }
-      close (sv[1]);
-      g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, NULL));
-      map = fm_mapper_map (mapper, NULL);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
-      push_squares (map, 100);
-      g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
-      assert_reaped (pid);
-      return;
+  g_setenv ("FASTMAP_HELLO_TIMEOUT_MS", "300", TRUE);
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  pid = fork ();
+  if (pid == 0)
+    {
+      close (sv[0]);
+      for (;;)
+        pause ();
     }
-  g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
-  g_test_trap_assert_passed ();
+  close (sv[1]);
+  g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, NULL));
+  map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
+  push_squares (map, 100);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+  assert_reaped (pid);
 }
 
 static void
@@ -398,10 +386,10 @@ main (int    argc,
   g_test_add_func ("/mapper/for-function", test_for_function);
   g_test_add_func ("/mapper/threads-limit-caps-processes", test_threads_limit_caps_processes);
   g_test_add_func ("/mapper/default-processes", test_default_processes);
-  g_test_add_func ("/mapper/take-worker/forked", test_take_worker_forked);
-  g_test_add_func ("/mapper/take-worker/killed", test_take_worker_killed);
-  g_test_add_func ("/mapper/take-worker/unused", test_take_worker_unused);
-  g_test_add_func ("/mapper/take-worker/silent", test_take_worker_silent);
+  g_test_add_data_func ("/mapper/take-worker/forked", test_take_worker_forked, in_subprocess);
+  g_test_add_data_func ("/mapper/take-worker/killed", test_take_worker_killed, in_subprocess);
+  g_test_add_data_func ("/mapper/take-worker/unused", test_take_worker_unused, in_subprocess);
+  g_test_add_data_func ("/mapper/take-worker/silent", test_take_worker_silent, in_subprocess);
   g_test_add_func ("/mapper/take-worker/bad-arguments", test_take_worker_bad_arguments);
 
   return g_test_run ();
