@@ -85,10 +85,6 @@
 
 #define MAX_BATCH        4096
 #define MAX_BATCH_BYTES  (16 * 1024 * 1024)
-/* A push dispatches at once while workers hold fewer than this many
- * tasks each; past that, pushes gather into batches that go out when a
- * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
-#define SEND_TIMEOUT_S   10
 /* A worker that the caller forked (fm_mapper_take_worker()) and that says
  * nothing for this long may be hung before its hello: a fork copies only
  * the thread that forks, and a lock that another thread held then stays
@@ -96,6 +92,10 @@
  * FASTMAP_HELLO_TIMEOUT_MS sets another (for tests). */
 #define HELLO_TIMEOUT_MS 30000
 #define HELLO_TIMEOUT_ENV "FASTMAP_HELLO_TIMEOUT_MS"
+/* A push dispatches at once while workers hold fewer than this many
+ * tasks each; past that, pushes gather into batches that go out when a
+ * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
+#define SEND_TIMEOUT_S   10
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
 
