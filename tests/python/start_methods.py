@@ -27,8 +27,17 @@ def report(x):
     return x * x, not spawned, SET_BY_THE_CALLER is not None, os.getppid()
 
 
-def run(method, label=None):
-    got = list(FastMap.fast_map(report, range(40), procs_limit=2, start_method=method))
+def report_after_a_subprocess(x):
+    # A GSubprocess is reaped by GLib's worker thread: in a child forked
+    # while that thread ran in the parent, there would be none, and this
+    # would wait for ever.
+    from gi.repository import Gio
+    Gio.Subprocess.new(['true'], Gio.SubprocessFlags.NONE).wait_check()
+    return report(x)
+
+
+def run(method, label=None, func=report):
+    got = list(FastMap.fast_map(func, range(40), procs_limit=2, start_method=method))
     print(json.dumps({
         'run': label or str(method),
         'right': [r[0] for r in got] == [x * x for x in range(40)],
@@ -48,5 +57,7 @@ if __name__ == '__main__':
             run(None, method)
             stop.set()
             thread.join()
+        elif method == 'gio-subprocess':
+            run(None, method, report_after_a_subprocess)
         else:
             run(None if method.startswith('default') else method, method)

@@ -182,11 +182,15 @@ def run_start_methods(*runs):
 
 
 def test_workers_are_forked_when_no_other_thread_runs():
-    runs = run_start_methods('default', 'default-again', 'fork', 'with-a-thread', 'spawn')
-    # (The first map starts GLib's worker thread, GTask's: the second one
-    # forks all the same.)
-    for name, forked in (('default', True), ('default-again', True), ('fork', True),
-                         ('spawn', False), ('with-a-thread', False)):
+    runs = run_start_methods('default', 'default-again', 'gio-subprocess', 'fork',
+                             'with-a-thread', 'spawn', 'default-after-spawn')
+    # A run leaves no thread behind, so the next one forks too, and its
+    # workers have GLib whole (they reap a GSubprocess). A spawn starts
+    # GLib's worker thread (GSubprocess's child watch), for good: after
+    # it, the workers are spawned.
+    for name, forked in (('default', True), ('default-again', True), ('gio-subprocess', True),
+                         ('fork', True), ('with-a-thread', False), ('spawn', False),
+                         ('default-after-spawn', False)):
         r = runs[name]
         assert r['right'], r
         assert r['forked'] == [forked], r

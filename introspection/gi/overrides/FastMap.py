@@ -25,18 +25,21 @@ runs, items still out after ``_PROBE_WAIT`` are slow, and the input goes
 out one item per task up to the window.
 
 Workers start by fork when no other thread runs (_fork_workers(),
-_fork_is_safe()): about 1 ms, against 45 ms for a fresh interpreter that
+_runs_alone()): about 1 ms, against 45 ms for a fresh interpreter that
 imports gi and the GLib, GObject and Gio overrides. With other threads
 running, a fork could copy a lock one of them holds (GLib's, or the
-allocator's) into a child that would wait for it forever, so the workers
-are then started from argv, as is any worker that replaces one that died.
-GLib's own worker thread, which the first map starts (GTask's class does),
-is no such thread while it sleeps in poll() with nothing to wait for.
+allocator's) into a child that would wait for it forever, or leave the
+child without a thread GLib counts on, so the workers are then started
+from argv, as is any worker that replaces one that died.
 
-The generator waits for results in a private ``GMainContext`` with
-``Map.next_async()``, and wakes up on signals (``signal.set_wakeup_fd``),
-so that Ctrl-C interrupts it at once; its ``finally`` cancels the map,
-which kills the workers.
+fast_map()'s generator takes results from a thread of its own (_Puller),
+which the run joins at its end: no GTask, which would start GLib's
+worker thread for good, so that the next run forks too. The generator
+waits for them in a queue, which Ctrl-C interrupts at once; its
+``finally`` cancels the map, which kills the workers. ``Map``'s iterator
+waits in a private ``GMainContext`` with ``Map.next_async()`` instead
+(_Waiter), as a map's source must be pulled in the consumer's thread,
+and wakes up on signals (``signal.set_wakeup_fd``).
 """
 
 import gc
@@ -339,32 +342,12 @@ def _rebuild(entry):
     return exc
 
 
-# The system calls in which GLib's worker thread sleeps with nothing to
-# do: poll() or ppoll() with no timeout (the last field: -1, or no
-# timespec), by /proc/self/task/TID/syscall's numbers.
-_IDLE_POLL = {'x86_64': {'7': 0xffffffff, '271': 0}, 'aarch64': {'73': 0}}
-
-
-def _fork_is_safe():
-    """Whether a fork now copies no thread that could hold a lock: no
-    thread runs but the caller's, but for GLib's worker thread ("gmain",
-    which GTask's class starts: the first map starts it) asleep in poll()
-    with no timeout, which holds no lock there."""
-    me = str(threading.get_native_id())
-    idle = _IDLE_POLL.get(os.uname().machine, {})
+def _runs_alone():
+    """Whether no thread runs in this process but the caller's (Linux)."""
     try:
-        for tid in os.listdir('/proc/self/task'):
-            if tid == me:
-                continue
-            with open(f'/proc/self/task/{tid}/comm') as f:
-                name = f.read().strip()
-            with open(f'/proc/self/task/{tid}/syscall') as f:
-                call = f.read().split()
-            if name != 'gmain' or call[0] not in idle or int(call[3], 16) != idle[call[0]]:
-                return False
-    except (OSError, ValueError, IndexError):
+        return os.listdir('/proc/self/task') == [str(threading.get_native_id())]
+    except OSError:
         return False
-    return True
 
 
 def _forked_child(payload, fd, others):
@@ -441,6 +424,49 @@ def _fork_each(mapper, payload, n):
         ours.append(parent_end)
 
 
+class _Puller:
+    """Takes the results of a fast_map() run with the blocking Map.next()
+    in a thread of its own, and hands them to the consumer, which waits
+    for them in SimpleQueue.get(): Ctrl-C interrupts that at once.
+
+    _Waiter's Map.next_async() would do, but its GTask starts GLib's
+    worker thread, for good: the caller would never again run alone, and
+    a worker forked from it would have no thread to run GLib's child
+    watches, Unix signal sources or file monitors. This thread is joined
+    at the end of the run, and the next run forks as the first did.
+    """
+
+    def __init__(self, fmap):
+        from _queue import Empty, SimpleQueue   # queue.SimpleQueue, less 1 ms of imports
+        self._empty = Empty
+        self.queue = SimpleQueue()
+        self.thread = threading.Thread(target=self._pull, args=(fmap,),
+                                       name='fastmap-results', daemon=True)
+        self.thread.start()
+
+    def _pull(self, fmap):
+        while True:
+            try:
+                result = fmap.next()
+            except BaseException as e:  # noqa: B902 -- handed to the consumer
+                self.queue.put((None, e))
+                return
+            self.queue.put((result, None))
+            if result[0] is None:
+                return
+
+    def wait(self, timeout=None):
+        """Returns ((value, index), error), or None after *timeout* seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except self._empty:
+            return None
+
+    def finish(self):
+        """Waits for the thread, which ends with the map (or its cancel)."""
+        self.thread.join()
+
+
 class _Run:
     """One fast_map() run, on the consumer's side."""
 
@@ -460,12 +486,12 @@ class _Run:
                 mapper.props.forward_env = list(forward_env)
         mapper.props.max_in_flight = _WINDOW + 64
         if not hosts and (start_method == 'fork' or
-                          (start_method is None and _fork_is_safe())):
+                          (start_method is None and _runs_alone())):
             n = procs_limit or GLib.get_num_processors()
             _fork_workers(mapper, payload, min(n, threads_limit or n))
         self.cancellable = Gio.Cancellable()
         self.map = mapper.map(self.cancellable)
-        self.waiter = _Waiter(self.map)
+        self.waiter = _Puller(self.map)
         self.items = items
         self.n_workers = self.map.get_n_workers()
         self.slow_window = _WINDOW
@@ -665,9 +691,8 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     starts.
 
     *start_method* says how the workers start. ``None`` (the default):
-    forked from this process when it runs no other thread (GLib's own
-    worker thread asleep aside), which takes about a millisecond, else
-    ``"spawn"``. ``"spawn"``: a fresh interpreter each, which imports gi
+    forked from this process when it runs no other thread, which takes
+    about a millisecond, else ``"spawn"``. ``"spawn"``: a fresh interpreter each, which imports gi
     (about 45 ms). ``"fork"``: forked even while other threads run, as
     multiprocessing's "fork" does: a child can then hang on a lock that
     another thread held at the fork (one that has not answered in 30 s
