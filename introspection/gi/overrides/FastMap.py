@@ -79,6 +79,8 @@ _WINDOW = 4096
 # How long items may stay out, once a worker runs, before they count as
 # slow (they wait, or compute for long) and go out one per task.
 _PROBE_WAIT = 0.005
+# How long _runs_alone() waits for threads that are ending.
+_ALONE_WAIT = 0.01
 # A payload larger than this goes to the workers in a file, not in argv.
 _MAX_ARGV_PAYLOAD = 64 * 1024
 
@@ -343,11 +345,21 @@ def _rebuild(entry):
 
 
 def _runs_alone():
-    """Whether no thread runs in this process but the caller's (Linux)."""
-    try:
-        return os.listdir('/proc/self/task') == [str(threading.get_native_id())]
-    except OSError:
-        return False
+    """Whether no thread runs in this process but the caller's (Linux).
+    A thread that was just joined (the last run's, Python's or GLib's)
+    leaves the system's list a moment after join() returns: it gets up to
+    _ALONE_WAIT to go. One that stays makes the workers spawned."""
+    me = [str(threading.get_native_id())]
+    deadline = time.monotonic() + _ALONE_WAIT
+    while True:
+        try:
+            if os.listdir('/proc/self/task') == me:
+                return True
+        except OSError:
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0002)
 
 
 def _forked_child(payload, fd, others):
@@ -449,6 +461,9 @@ class _Puller:
             try:
                 result = fmap.next()
             except BaseException as e:  # noqa: B902 -- handed to the consumer
+                # The traceback holds this frame: not the map too, whose
+                # end joins its threads (and the next run would not fork).
+                fmap = None
                 self.queue.put((None, e))
                 return
             self.queue.put((result, None))
@@ -463,8 +478,11 @@ class _Puller:
             return None
 
     def finish(self):
-        """Waits for the thread, which ends with the map (or its cancel)."""
+        """Waits for the thread, which ends with the map (or its cancel),
+        and drops what the consumer did not take."""
         self.thread.join()
+        while self.wait(0) is not None:
+            pass
 
 
 class _Run:
