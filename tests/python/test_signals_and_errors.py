@@ -151,3 +151,17 @@ def test_ctrl_c_stops_the_map_and_leaves_no_process(to_group):
             os.killpg(child.pid, signal.SIGKILL)
     assert out.split('\n')[:2] == ['INTERRUPTED', 'CHILDREN 0']
     assert child.returncode == 0
+
+
+def test_ctrl_c_while_forking_leaves_no_process(monkeypatch):
+    # Ctrl-C between a fork and the map's taking the child: the child is
+    # ended, and the exception goes on.
+    from gi.module import get_introspection_module
+
+    def interrupted(self, fd, pid):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(get_introspection_module('FastMap').Mapper, 'take_worker', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        list(FastMap.fast_map(nap, range(4), start_method='fork'))
+    assert wait_no_children() == []

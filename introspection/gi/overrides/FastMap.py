@@ -425,14 +425,16 @@ def _fork_each(mapper, payload, n):
             return
         if pid == 0:
             _forked_child(payload, child_end, ours + [parent_end])
-        os.close(child_end)
         try:
+            os.close(child_end)
             mapper.take_worker(parent_end, pid)
-        except GLib.Error:
+        except BaseException as e:  # noqa: B902 -- Ctrl-C too: no child left behind
             os.close(parent_end)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return
+            if isinstance(e, GLib.Error):
+                return
+            raise
         ours.append(parent_end)
 
 
