@@ -165,6 +165,7 @@ typedef struct
   int          pidfd;      /* owned, -1 but for a worker the caller started */
   int          fd;         /* our end of the socketpair */
   GThread     *reader;     /* owned, joined by the map */
+  gint         reader_tid; /* the reader's thread id, once it runs */
   GPid         pid;        /* for a remote worker, the launcher's */
   const char  *host;       /* NULL here, else a string of the map's config */
   FmStderrForward *stderr_fwd; /* owned, a remote worker's stderr until it died */
@@ -1259,6 +1260,8 @@ reader_thread (gpointer data)
   FmMap *self = p->map;
   g_autoptr(GError) error = NULL;
 
+  g_atomic_int_set (&p->reader_tid, gettid ());
+
   if (p->pidfd >= 0 && !wait_readable (p->fd, hello_timeout_ms ()))
     {
       error = g_error_new (FM_ERROR, FM_ERROR_WORKER_FAILED,
@@ -1521,6 +1524,23 @@ _fm_adopted_end (FmAdopted *w)
 
 /* ---- the object ---------------------------------------------------- */
 
+/* g_thread_join() returns once the thread has cleared its id, a moment
+ * before the system ends it, and until then /proc/self/task lists it: a
+ * caller that forks only when it runs alone (Python's fast_map()) would
+ * see it, and spawn instead. Waits for it to go, 100 ms at most (a loaded
+ * machine may not run it at once). */
+static void
+wait_thread_gone (gint tid)
+{
+  char path[64];
+
+  if (tid <= 0)
+    return;
+  g_snprintf (path, sizeof path, "/proc/self/task/%d", tid);
+  for (guint i = 0; i < 1000 && access (path, F_OK) == 0; i++)
+    g_usleep (100);
+}
+
 static void
 join_readers (FmMap *self)
 {
@@ -1541,6 +1561,7 @@ join_readers (FmMap *self)
   for (;;)
     {
       GThread *t = NULL;
+      gint tid = 0;
 
       g_mutex_lock (&self->lock);
       for (guint i = 0; i < self->procs->len && t == NULL; i++)
@@ -1548,20 +1569,27 @@ join_readers (FmMap *self)
           Proc *p = g_ptr_array_index (self->procs, i);
 
           if (p != NULL && p->reader != NULL)
-            t = g_steal_pointer (&p->reader);
+            {
+              t = g_steal_pointer (&p->reader);
+              tid = g_atomic_int_get (&p->reader_tid);
+            }
         }
       for (guint i = 0; i < self->retired->len && t == NULL; i++)
         {
           Proc *p = g_ptr_array_index (self->retired, i);
 
           if (p->reader != NULL)
-            t = g_steal_pointer (&p->reader);
+            {
+              t = g_steal_pointer (&p->reader);
+              tid = g_atomic_int_get (&p->reader_tid);
+            }
         }
       g_mutex_unlock (&self->lock);
       if (t == NULL)
         break;
       g_ptr_array_add (all, t);
       g_thread_join (t);
+      wait_thread_gone (tid);
     }
   g_ptr_array_free (all, TRUE);
 }

@@ -346,9 +346,10 @@ def _rebuild(entry):
 
 def _runs_alone():
     """Whether no thread runs in this process but the caller's (Linux).
-    A thread that was just joined (the last run's, Python's or GLib's)
-    leaves the system's list a moment after join() returns: it gets up to
-    _ALONE_WAIT to go. One that stays makes the workers spawned."""
+    A thread that was just joined leaves the system's list a moment after
+    join() returns: the last run waits for its own (_Puller.finish(), the
+    map's end), and any other gets up to _ALONE_WAIT to go. One that stays
+    makes the workers spawned."""
     me = [str(threading.get_native_id())]
     deadline = time.monotonic() + _ALONE_WAIT
     while True:
@@ -485,6 +486,13 @@ class _Puller:
         self.thread.join()
         while self.wait(0) is not None:
             pass
+        # join() returns a moment before the system ends the thread (as
+        # g_thread_join() does, see fm-map.c): wait for it, or the next run
+        # would not run alone. 100 ms at most, for a loaded machine.
+        task = f'/proc/self/task/{self.thread.native_id}'
+        deadline = time.monotonic() + 0.1
+        while os.path.exists(task) and time.monotonic() < deadline:
+            time.sleep(0.0001)
 
 
 class _Run:
