@@ -1259,14 +1259,15 @@ reader_thread (gpointer data)
   Proc *p = data;
   FmMap *self = p->map;
   g_autoptr(GError) error = NULL;
+  guint hello_timeout = p->pidfd >= 0 ? hello_timeout_ms () : 0;
 
   g_atomic_int_set (&p->reader_tid, gettid ());
 
-  if (p->pidfd >= 0 && !wait_readable (p->fd, hello_timeout_ms ()))
+  if (p->pidfd >= 0 && !wait_readable (p->fd, hello_timeout))
     {
       error = g_error_new (FM_ERROR, FM_ERROR_WORKER_FAILED,
                            "it said nothing for %u ms after it was forked: killed",
-                           hello_timeout_ms ());
+                           hello_timeout);
       proc_kill (p);
       handle_death (self, p, error);
       return NULL;

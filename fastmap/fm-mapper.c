@@ -946,6 +946,10 @@ resolve_hosts (FmMapper    *self,
  * #FmMapper:argv runs its tasks. (The environment variable
  * `FASTMAP_HELLO_TIMEOUT_MS` sets another time.)
  *
+ * Call it from the thread that sets up @self, as its property setters,
+ * before fm_mapper_map(); the map then reads the worker's stream in a
+ * reader thread of its own, as it does any worker's.
+ *
  * On success fastmap owns @fd (it closes it) and the process: it reaps
  * it and kills it when the map ends, as it does its own workers, so the
  * caller must not wait for it. On failure (@fd is not a stream socket,

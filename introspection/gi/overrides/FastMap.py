@@ -79,8 +79,6 @@ _WINDOW = 4096
 # How long items may stay out, once a worker runs, before they count as
 # slow (they wait, or compute for long) and go out one per task.
 _PROBE_WAIT = 0.005
-# How long _runs_alone() waits for threads that are ending.
-_ALONE_WAIT = 0.01
 # A payload larger than this goes to the workers in a file, not in argv.
 _MAX_ARGV_PAYLOAD = 64 * 1024
 
@@ -346,21 +344,12 @@ def _rebuild(entry):
 
 def _runs_alone():
     """Whether no thread runs in this process but the caller's (Linux).
-    A thread that was just joined leaves the system's list a moment after
-    join() returns: the last run waits for its own (_Puller.finish(), the
-    map's end), and any other gets up to _ALONE_WAIT to go. One that stays
-    makes the workers spawned."""
-    me = [str(threading.get_native_id())]
-    deadline = time.monotonic() + _ALONE_WAIT
-    while True:
-        try:
-            if os.listdir('/proc/self/task') == me:
-                return True
-        except OSError:
-            return False
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.0002)
+    (The last run's threads are gone: _Puller.finish() and the map's end
+    wait for them to leave the system's list, which join() does not.)"""
+    try:
+        return os.listdir('/proc/self/task') == [str(threading.get_native_id())]
+    except OSError:
+        return False
 
 
 def _forked_child(payload, fd, others):
