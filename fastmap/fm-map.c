@@ -1013,25 +1013,36 @@ reap (GSubprocess *process,
   g_main_context_unref (context);
 }
 
+/* Whether @fd has something to read (or its end) within @timeout_ms. */
+static gboolean
+wait_readable (int   fd,
+               guint timeout_ms)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
+  int n;
+
+  do
+    {
+      gint64 left = MAX (0, deadline - g_get_monotonic_time ()) / 1000;
+
+      n = poll (&pfd, 1, (int) left);
+    }
+  while (n < 0 && errno == EINTR);
+  return n != 0;
+}
+
 /* The same for a worker the caller started: its wait status, or -1 if
  * someone else took it (SIGCHLD set to SIG_IGN, a waitpid (-1, …) of the
- * caller's). */
+ * caller's). A pidfd is readable once its process has exited. */
 static int
 reap_pidfd (int      pidfd,
             guint    timeout_ms)
 {
-  struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
   siginfo_t info = { 0 };
-  int n;
 
-  while ((n = poll (&pfd, 1, timeout_ms)) < 0 && errno == EINTR)
-    ;
-  if (n == 0)
-    {
-      pidfd_send_signal (pidfd, SIGKILL, NULL, 0);
-      while (poll (&pfd, 1, -1) < 0 && errno == EINTR)
-        ;
-    }
+  if (!wait_readable (pidfd, timeout_ms))
+    pidfd_send_signal (pidfd, SIGKILL, NULL, 0);
   while (waitid (P_PIDFD, pidfd, &info, WEXITED) < 0)
     if (errno != EINTR)
       return -1;
@@ -1232,25 +1243,6 @@ hello_timeout_ms (void)
   if (env != NULL && g_ascii_string_to_unsigned (env, 10, 1, G_MAXINT, &ms, NULL))
     return ms;
   return HELLO_TIMEOUT_MS;
-}
-
-/* Whether @fd has something to read (or its end) within @timeout_ms. */
-static gboolean
-wait_readable (int   fd,
-               guint timeout_ms)
-{
-  struct pollfd pfd = { .fd = fd, .events = POLLIN };
-  gint64 deadline = g_get_monotonic_time () + (gint64) timeout_ms * 1000;
-  int n;
-
-  do
-    {
-      gint64 left = MAX (0, deadline - g_get_monotonic_time ()) / 1000;
-
-      n = poll (&pfd, 1, (int) left);
-    }
-  while (n < 0 && errno == EINTR);
-  return n != 0;
 }
 
 static gpointer
