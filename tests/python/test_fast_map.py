@@ -108,6 +108,43 @@ def test_no_threads_limit_runs_every_waiting_task_at_once():
     assert max_overlap([(s, e) for _, s, e in out]) == 8
 
 
+def arrive_and_wait_for_all(_, path, n):
+    # Each item counts itself in (a byte appended to a shared file), then
+    # waits until all n have: none comes back before every one has started.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b'.')
+    os.close(fd)
+    deadline = time.monotonic() + 30
+    while os.path.getsize(path) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.path.getsize(path)
+
+
+def test_items_that_wait_all_go_out_before_any_comes_back(tmp_path):
+    # While no item has come back, the number out keeps growing (up to the
+    # window), whatever the number of workers: a layer that waited for a
+    # result to learn the cost would hold all but the first few forever.
+    n = 600
+    path = str(tmp_path / 'arrived')
+    open(path, 'wb').close()
+    seen = list(FastMap.fast_map(arrive_and_wait_for_all, range(n), [path] * n, [n] * n))
+    assert seen == [n] * n
+
+
+def test_one_item_tasks_out_double_every_step_while_none_is_back():
+    from gi.overrides.FastMap import _PROBE_ITEMS, _PROBE_STEP, _WINDOW, _Run
+    run = object.__new__(_Run)
+    run.n_workers, run.slow_window, run.ready_at = 2, _WINDOW, None
+    first = _PROBE_ITEMS * 2
+    assert run._probe_room() == first            # a worker still starts
+    run.ready_at = 100.0
+    assert [run._probe_room(100.0 + (k + 0.5) * _PROBE_STEP) for k in range(4)] == \
+        [first, 2 * first, 4 * first, 8 * first]
+    assert run._probe_room(100.0 + 60 * _PROBE_STEP) == _WINDOW
+    run.slow_window = 6                          # threads_limit=3
+    assert run._probe_room(100.0 + 60 * _PROBE_STEP) == 6
+
+
 def sleep_then_switch_interval(_):
     time.sleep(0.5)
     return sys.getswitchinterval()

@@ -20,9 +20,11 @@ original ``fast_map``), and thousands for an item of a microsecond.
 While the cost is unknown, the first tasks are a "ping" (an empty chunk)
 per worker and a few one-item chunks. A ping comes back as soon as a
 worker runs, so that the time a worker takes to start (importing gi and
-the main script) does not count as the cost of an item: once every worker
-runs, items still out after ``_PROBE_WAIT`` are slow, and the input goes
-out one item per task up to the window.
+the main script) does not count as the cost of an item. Once every worker
+runs, and while no item has come back, the number of one-item tasks out
+may double every ``_PROBE_STEP``, up to the window: items that wait all
+wait at once within a few milliseconds, and tiny items, which come back
+within one step, go out in chunks as soon as one has.
 
 Workers start by fork when no other thread runs (_fork_workers(),
 _runs_alone()): about 1 ms, against 45 ms for a fresh interpreter that
@@ -76,9 +78,14 @@ _MAX_CHUNK = 8192
 _CHUNKS_PER_WORKER = 3
 # One-item tasks out at most, the seed's "a thread per task": the window.
 _WINDOW = 4096
-# How long items may stay out, once a worker runs, before they count as
-# slow (they wait, or compute for long) and go out one per task.
-_PROBE_WAIT = 0.005
+# While the cost of an item is unknown: one-item tasks out per worker at
+# first, and how often their number may double, once every worker runs,
+# while none has come back (they wait, or compute for long). A tiny item
+# is back within a step, even on a loaded machine, and at worst a few
+# more one-item tasks go out than needed; 4 096 items that wait are all
+# out 11 steps after the workers run.
+_PROBE_ITEMS = 2
+_PROBE_STEP = 0.0005
 # A payload larger than this goes to the workers in a file, not in argv.
 _MAX_ARGV_PAYLOAD = 64 * 1024
 
@@ -522,7 +529,6 @@ class _Run:
         self.pings_out = 0
         self.cost = None            # seconds per item, measured in the workers
         self.ready_at = None        # when the last worker answered its ping
-        self.slow = False
         self.closed = False
         self.input_error = None     # raised after every item before it
 
@@ -540,9 +546,17 @@ class _Run:
     def _has_room(self, size):
         if size > 1:
             return self.chunks_out < _CHUNKS_PER_WORKER * self.n_workers
-        if self.cost is None and not self.slow:
-            return self.items_out < 2 * self.n_workers
+        if self.cost is None:
+            return self.items_out < self._probe_room()
         return self.items_out < self.slow_window
+
+    def _probe_room(self, now=None):
+        """One-item tasks that may be out while the cost is unknown."""
+        room = _PROBE_ITEMS * self.n_workers
+        if self.ready_at is not None:
+            steps = ((time.monotonic() if now is None else now) - self.ready_at) / _PROBE_STEP
+            room <<= min(int(steps), 16)
+        return min(room, self.slow_window)
 
     def _push(self, chunk, first):
         try:
@@ -605,10 +619,13 @@ class _Run:
         self.cost = per_item if self.cost is None else 0.5 * self.cost + 0.5 * per_item
 
     def _probe_timeout(self):
-        """How long to wait before the items out count as slow, or None."""
-        if self.cost is not None or self.slow or self.ready_at is None or self.items_out == 0:
+        """How long to wait before more one-item tasks may go out, or None."""
+        if (self.cost is not None or self.closed or self.ready_at is None or
+                self.items_out < self._probe_room() or self.items_out >= self.slow_window):
             return None
-        return max(0.0, self.ready_at + _PROBE_WAIT - time.monotonic())
+        now = time.monotonic()
+        steps = int((now - self.ready_at) / _PROBE_STEP) + 1
+        return max(0.0, self.ready_at + steps * _PROBE_STEP - now)
 
     def results(self):
         """Yields lists of results, in order; raises at a failed item."""
@@ -616,11 +633,7 @@ class _Run:
             self.pump()
             if self.chunks_out == 0 and self.pings_out == 0 and self.closed:
                 break
-            timeout = self._probe_timeout()
-            if timeout is not None and timeout <= 0:
-                self.slow = True
-                continue
-            got = self.waiter.wait(timeout)
+            got = self.waiter.wait(self._probe_timeout())
             if got is None:
                 continue                       # the probe timed out: pump
             result, error = got
