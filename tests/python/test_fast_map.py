@@ -190,6 +190,19 @@ def worker_pid(_):
     return os.getpid()
 
 
+def sleep_then_pid(_):
+    time.sleep(0.2)
+    return os.getpid()
+
+
+def test_procs_limit_above_the_cores():
+    # Documented for items that wait and compute: twice the cores.
+    n = 2 * os.cpu_count()
+    pids = list(FastMap.fast_map(sleep_then_pid, range(8 * n), procs_limit=n))
+    assert len(set(pids)) == n and os.getpid() not in pids
+    assert wait_no_children() == []
+
+
 @pytest.mark.parametrize('ordered, expected', [(True, [0, 1]), (False, [1, 0])])
 def test_ordered_false_gives_results_as_they_are_done(tmp_path, ordered, expected):
     flag = str(tmp_path / 'flag')

@@ -83,7 +83,7 @@ _WINDOW = 4096
 # while none has come back (they wait, or compute for long). A tiny item
 # is back within a step, even on a loaded machine, and at worst a few
 # more one-item tasks go out than needed; 4 096 items that wait are all
-# out 11 steps after the workers run.
+# out 10 steps (5 ms) after two workers run.
 _PROBE_ITEMS = 2
 _PROBE_STEP = 0.0005
 # A payload larger than this goes to the workers in a file, not in argv.
@@ -707,6 +707,15 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     per core (or *procs_limit*), each running up to *threads_limit*
     threads in all (None: a thread per item in flight, so that items
     that wait all wait at once).
+
+    *procs_limit* may exceed the cores. For items that both wait and
+    compute in Python, twice the cores keeps them busier: within a worker
+    the GIL passes from thread to thread, and the system often wakes the
+    next one on a core another worker holds while its own core idles
+    (15-20 % idle at two processes on two cores, none at four; 4-7 %
+    faster at a few hundred items of 10 ms each, see "B1, fastmap Python"
+    in docs/benchmarks.md). It costs a process each, and a few
+    milliseconds more before the first result.
 
     Returns a generator at once. It pulls the iterables lazily, never
     further ahead than the in-flight window (an endless iterable works),
