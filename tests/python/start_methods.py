@@ -21,10 +21,19 @@ print('TOP LEVEL OUTPUT')
 SET_BY_THE_CALLER = None
 
 
+def from_callers_code():
+    # Whether this script runs here from the code the caller compiled
+    # before it forked (its functions' code is that code's), not from the
+    # file read and compiled again.
+    main = getattr(sys.modules.get('gi.overrides._fastmap_worker'), '_main_code', None)
+    return main is not None and any(c is report.__code__ for c in main[2].co_consts)
+
+
 def report(x):
     with open('/proc/self/cmdline', 'rb') as f:
         spawned = b'_fastmap_worker.py' in f.read()
-    return x * x, not spawned, SET_BY_THE_CALLER is not None, os.getppid()
+    return (x * x, not spawned, SET_BY_THE_CALLER is not None, os.getppid(),
+            __name__, from_callers_code())
 
 
 def report_after_a_subprocess(x):
@@ -44,6 +53,8 @@ def run(method, label=None, func=report):
         'forked': sorted({r[1] for r in got}),
         'saw_callers_global': any(r[2] for r in got),
         'parent_is_caller': all(r[3] == os.getpid() for r in got),
+        'names': sorted({r[4] for r in got}),
+        'from_callers_code': sorted({r[5] for r in got}),
     }), flush=True)
 
 

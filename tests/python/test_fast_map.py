@@ -249,6 +249,10 @@ def test_workers_are_forked_when_no_other_thread_runs():
         # does: what the caller set under `if __name__ == "__main__":` is
         # not theirs.
         assert not r['saw_callers_global'], r
+        assert r['names'] == ['__mp_main__'], r
+        # A forked worker runs it from the code the caller compiled (once
+        # for all runs: the file did not change), not from the file.
+        assert r['from_callers_code'] == [forked], r
 
 
 def test_bad_start_method():

@@ -387,7 +387,10 @@ def _fork_workers(mapper, payload, n):
     parent closes it, or dies. A worker the mapper refuses (a kernel with
     no pidfd_open(), valgrind) is ended, and so is the forking: the map
     starts the rest from argv."""
-    from . import _fastmap_worker  # noqa: F401 -- once here, not in each child
+    from . import _fastmap_worker   # once here, not in each child
+    path = pickle.loads(payload)['prep'].get('init_main_from_path')
+    if path is not None:
+        _fastmap_worker.compile_main(path)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()      # or the children write it again
