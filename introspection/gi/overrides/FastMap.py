@@ -716,9 +716,9 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     the GIL passes from thread to thread, and the system often wakes the
     next one on a core another worker holds while its own core idles
     (15-20 % idle at two processes on two cores, none at four; 4-7 %
-    faster at a few hundred items of 10 ms each, see "B1, fastmap Python"
-    in docs/benchmarks.md). It costs a process each, and a few
-    milliseconds more before the first result.
+    faster for a few hundred items that sleep 1 s, then compute 10 ms:
+    bottleneck 22 in docs/benchmarks.md). It costs a process each, and a
+    few milliseconds more before the first result.
 
     Returns a generator at once. It pulls the iterables lazily, never
     further ahead than the in-flight window (an endless iterable works),
