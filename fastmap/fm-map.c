@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
@@ -163,6 +164,7 @@ typedef struct
   guint        id;
   GSubprocess *process;    /* owned, NULL for a worker the caller started */
   int          pidfd;      /* owned, -1 but for a worker the caller started */
+  gboolean     grandchild; /* that worker is reaped by its parent, a child of ours */
   int          fd;         /* our end of the socketpair */
   GThread     *reader;     /* owned, joined by the map */
   gint         reader_tid; /* the reader's thread id, once it runs */
@@ -1061,6 +1063,8 @@ describe_status (Proc *p,
     ? g_strdup_printf ("worker %u (pid %d)", p->id, p->pid)
     : g_strdup_printf ("worker %u on host “%s” (launcher pid %d)", p->id, p->host, p->pid);
 
+  if (status == -1 && p->grandchild)
+    return g_strdup_printf ("%s has exited (its status is its parent's)", who);
   if (status == -1)
     return g_strdup_printf ("%s has exited (its status went elsewhere: is SIGCHLD ignored?)", who);
   if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
@@ -1381,6 +1385,7 @@ proc_start (FmMap   *self,
       p->fd = w->fd;
       p->pidfd = w->pidfd;
       p->pid = w->pid;
+      p->grandchild = w->grandchild;
       g_array_remove_index (self->adopted, 0);
     }
   else
@@ -1457,6 +1462,36 @@ proc_start (FmMap   *self,
 
 /* ---- workers the caller started ------------------------------------ */
 
+/* The parent of @pid, from /proc, or 0. */
+static GPid
+parent_of (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *stat = NULL;
+  const char *end;
+  int ppid = 0;
+
+  /* "pid (comm) state ppid …", where comm may hold anything, ")" too. */
+  if (!g_file_get_contents (path, &stat, NULL, NULL) ||
+      (end = strrchr (stat, ')')) == NULL ||
+      sscanf (end + 1, " %*c %d", &ppid) != 1)
+    return 0;
+  return ppid;
+}
+
+/* Whether the process of @pidfd, @pid, is a child of a child of ours. */
+static gboolean
+is_grandchild (int  pidfd,
+               GPid pid)
+{
+  GPid parent = parent_of (pid);
+
+  /* Read from /proc by pid: the process must still be there (alive or a
+   * zombie: its pid not yet another's) for the answer to be its own. */
+  return parent > 0 && parent != getpid () && parent_of (parent) == getpid () &&
+         pidfd_send_signal (pidfd, 0, NULL, 0) == 0;
+}
+
 gboolean
 _fm_adopted_init (FmAdopted  *w,
                   int         fd,
@@ -1488,15 +1523,23 @@ _fm_adopted_init (FmAdopted  *w,
                    "Cannot watch process %d: %s", (int) pid, g_strerror (errsv));
       return FALSE;
     }
-  /* Only a child can be reaped, hence told dead from alive for sure. */
+  /* A child, which can be reaped, or the child of a child (a fork
+   * server's), which its parent reaps: never a process of someone else's,
+   * which the map would kill at its end. */
+  w->grandchild = FALSE;
   if (waitid (P_PIDFD, pidfd, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
     {
       errsv = errno;
-      close (pidfd);
-      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
-                   "Process %d cannot be a worker of this process: %s", (int) pid,
-                   errsv == ECHILD ? "it is not its child" : g_strerror (errsv));
-      return FALSE;
+      if (errsv != ECHILD || !is_grandchild (pidfd, pid))
+        {
+          close (pidfd);
+          g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                       "Process %d cannot be a worker of this process: %s", (int) pid,
+                       errsv == ECHILD ? "it is neither its child nor a child of one"
+                                       : g_strerror (errsv));
+          return FALSE;
+        }
+      w->grandchild = TRUE;
     }
   fcntl (fd, F_SETFD, FD_CLOEXEC);
   w->fd = fd;

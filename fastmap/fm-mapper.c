@@ -924,7 +924,8 @@ resolve_hosts (FmMapper    *self,
  * @fd: a connected stream socket (such as one end of a `socketpair()`)
  *   whose other end is the protocol stream of a worker: standard input and
  *   output of a process that runs fm_worker_serve()
- * @pid: that process, a child of this one
+ * @pid: that process: a child of this one, or a child of one of its
+ *   children (a fork server's)
  * @error: return location for a #GError, or %NULL
  *
  * Gives @self a worker that the caller started itself, for the next
@@ -952,10 +953,15 @@ resolve_hosts (FmMapper    *self,
  *
  * On success fastmap owns @fd (it closes it) and the process: it reaps
  * it and kills it when the map ends, as it does its own workers, so the
- * caller must not wait for it. On failure (@fd is not a stream socket,
- * @pid is not a child of this process, or this kernel cannot watch a
- * process through a pidfd: Linux 5.4 or later) both stay the caller's,
- * with %FM_ERROR_INVALID_ARGUMENT or %FM_ERROR_FAILED.
+ * caller must not wait for it. A grandchild is killed the same way, but
+ * reaped by its own parent, which fastmap leaves alone: a fork server
+ * (a clean process that forks workers for a caller that runs threads)
+ * ignores `SIGCHLD` or waits for its children, and a worker's death is
+ * then reported without its exit status. On failure (@fd is not a stream
+ * socket, @pid is neither a child of this process nor a child of one, or
+ * this kernel cannot watch a process through a pidfd: Linux 5.4 or
+ * later) both stay the caller's, with %FM_ERROR_INVALID_ARGUMENT or
+ * %FM_ERROR_FAILED.
  *
  * Returns: %TRUE if @self took the worker
  */

@@ -239,6 +239,129 @@ test_take_worker_killed (void)
   assert_reaped (pid);
 }
 
+/* A worker forked by a child of ours, as a fork server forks them: taken
+ * like our own, replaced when it dies, and killed at the map's end; its
+ * parent, which ignores SIGCHLD, reaps it. */
+static void
+test_take_worker_grandchild (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GVariant) first = NULL;
+  g_autoptr(GError) error = NULL;
+  int sv[2], to_server[2], from_server[2], status;
+  GPid server, pid;
+  char byte;
+
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  g_assert_no_errno (pipe (to_server));
+  g_assert_no_errno (pipe (from_server));
+  server = fork ();
+  g_assert_cmpint (server, >=, 0);
+  if (server == 0)
+    {
+      signal (SIGCHLD, SIG_IGN);
+      close (sv[0]);
+      close (to_server[1]);
+      close (from_server[0]);
+      pid = fork ();
+      if (pid == 0)
+        {
+          dup2 (sv[1], 0);
+          dup2 (sv[1], 1);
+          close (sv[1]);
+          _exit (fm_worker_serve (fm_test_square, NULL, NULL) ? 0 : 1);
+        }
+      close (sv[1]);
+      if (write (from_server[1], &pid, sizeof pid) != sizeof pid)
+        _exit (1);
+      /* Until the test is done. */
+      while (read (to_server[0], &byte, 1) > 0)
+        ;
+      _exit (0);
+    }
+  close (sv[1]);
+  close (to_server[0]);
+  close (from_server[1]);
+  g_assert_cmpint (read (from_server[0], &pid, sizeof pid), ==, sizeof pid);
+  close (from_server[0]);
+
+  g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, &error));
+  g_assert_no_error (error);
+  map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
+  fm_map_push (map, g_variant_new_int64 (3));
+  first = fm_map_next (map, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
+
+  /* Killed: replaced by a worker of argv, and nothing is lost. */
+  g_assert_no_errno (kill (pid, SIGKILL));
+  push_squares (map, 2000);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+  g_clear_object (&map);
+  /* Gone, and reaped by its parent, not by us. */
+  for (guint i = 0; i < 1000 && kill (pid, 0) == 0; i++)
+    g_usleep (1000);
+  g_assert_cmpint (kill (pid, 0), ==, -1);
+  g_assert_cmpint (errno, ==, ESRCH);
+
+  close (to_server[1]);
+  g_assert_cmpint (waitpid (server, &status, 0), ==, server);
+  g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
+/* A grandchild still serving at the map's end is ended with it. */
+static void
+test_take_worker_grandchild_at_the_end (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  int sv[2], from_server[2], to_server[2], status;
+  GPid server, pid;
+  char byte;
+
+  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+  g_assert_no_errno (pipe (to_server));
+  g_assert_no_errno (pipe (from_server));
+  server = fork ();
+  if (server == 0)
+    {
+      signal (SIGCHLD, SIG_IGN);
+      close (sv[0]);
+      close (to_server[1]);
+      pid = fork ();
+      if (pid == 0)
+        {
+          dup2 (sv[1], 0);
+          dup2 (sv[1], 1);
+          close (sv[1]);
+          _exit (fm_worker_serve (fm_test_square, NULL, NULL) ? 0 : 1);
+        }
+      close (sv[1]);
+      if (write (from_server[1], &pid, sizeof pid) != sizeof pid)
+        _exit (1);
+      while (read (to_server[0], &byte, 1) > 0)
+        ;
+      _exit (0);
+    }
+  close (sv[1]);
+  close (to_server[0]);
+  close (from_server[1]);
+  g_assert_cmpint (read (from_server[0], &pid, sizeof pid), ==, sizeof pid);
+  close (from_server[0]);
+
+  g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, NULL));
+  map = fm_mapper_map (mapper, NULL);
+  push_squares (map, 100);
+  g_clear_object (&map);
+  for (guint i = 0; i < 1000 && kill (pid, 0) == 0; i++)
+    g_usleep (1000);
+  g_assert_cmpint (kill (pid, 0), ==, -1);
+  close (to_server[1]);
+  g_assert_cmpint (waitpid (server, &status, 0), ==, server);
+}
+
 static void
 test_take_worker_unused (void)
 {
@@ -401,6 +524,10 @@ main (int    argc,
   g_test_add_data_func ("/mapper/take-worker/forked", test_take_worker_forked, in_subprocess);
   g_test_add_data_func ("/mapper/take-worker/killed", test_take_worker_killed, in_subprocess);
   g_test_add_data_func ("/mapper/take-worker/unused", test_take_worker_unused, in_subprocess);
+  g_test_add_data_func ("/mapper/take-worker/grandchild", test_take_worker_grandchild,
+                        in_subprocess);
+  g_test_add_data_func ("/mapper/take-worker/grandchild-at-the-end",
+                        test_take_worker_grandchild_at_the_end, in_subprocess);
   g_test_add_data_func ("/mapper/take-worker/silent", test_take_worker_silent, in_subprocess);
   g_test_add_func ("/mapper/take-worker/bad-arguments", test_take_worker_bad_arguments);
 
