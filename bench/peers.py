@@ -286,13 +286,19 @@ def b5(args):
                 row['unavailable'] = 'exit status %d' % rc
             emit(**row)
         return
-    if args.impl in ('fastmap', 'fastmap-spawn'):
+    if args.impl in ('fastmap', 'fastmap-spawn', 'fastmap-threaded'):
         fast_map, why = load_fastmap()
         if fast_map is None:
             return emit(bench='B5', impl=args.impl, unavailable=why)
         # The default forks the workers from this process; 'spawn' starts
         # an interpreter each, as every worker did before the fifth session.
+        # 'threaded': the default in a caller that runs another thread (a
+        # GUI, a server), which must not fork: its workers come from the
+        # fork server that its first map (left out below) started.
         kwargs = {'start_method': 'spawn'} if args.impl == 'fastmap-spawn' else {}
+        if args.impl == 'fastmap-threaded':
+            import threading
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
 
         def first():
             it = fast_map(bench_funcs.trivial, [7], **kwargs)

@@ -155,7 +155,7 @@ def suite_b5(r, quick):
     reps = 10 if quick else 30
     module = os.path.join(r.builddir, 'bench', 'fm-bench-module.so')
     r.c('bench-latency', reps, module, timeout=120, label='B5 fastmap C', bench='B5', impl='fastmap-c')
-    for impl in ('fastmap', 'fastmap-spawn', 'interpreter', 'imap', 'ppe'):
+    for impl in ('fastmap', 'fastmap-threaded', 'fastmap-spawn', 'interpreter', 'imap', 'ppe'):
         r.py('b5', impl, '--reps', reps, timeout=120, label='B5 ' + impl, bench='B5', impl=impl)
 
 
@@ -520,6 +520,7 @@ def report_b5(rows, md, checks):
             ('fastmap-c', 'reexec'): 'fastmap C, `fm_mapper_new_for_function()` (re-exec)',
             ('fastmap-c', 'module'): 'fastmap C, `fm_mapper_new_for_module()` (fastmap-worker)',
             ('fastmap', None): 'fastmap Python, `FastMap.fast_map(f, [7])` (workers forked)',
+            ('fastmap-threaded', None): 'fastmap Python, `FastMap.fast_map(f, [7])` beside another thread (fork server)',
             ('fastmap-spawn', None): 'fastmap Python, `fast_map(f, [7], start_method="spawn")`',
             ('imap', None): '`Pool(2).imap(f, [7])`',
             ('ppe', None): '`ProcessPoolExecutor(2).map(f, [7])`'}

@@ -9,8 +9,19 @@ import gi
 gi.require_version('FastMap', '1.0')
 
 
+def is_fork_server(pid):
+    """Whether @pid is fast_map()'s fork server, which a caller that ran
+    threads keeps for its next runs (it ends with the caller)."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return b'--fork-server' in f.read().split(b'\0')
+    except OSError:
+        return False
+
+
 def children(pid=None):
-    """The live (not zombie) child processes of @pid, this process by default."""
+    """The live (not zombie) child processes of @pid, this process by
+    default, fast_map()'s fork server left out."""
     pid = os.getpid() if pid is None else pid
     found = []
     for entry in os.listdir('/proc'):
@@ -22,7 +33,7 @@ def children(pid=None):
         except OSError:
             continue
         fields = stat[stat.rindex(')') + 2:].split()
-        if int(fields[1]) == pid and fields[0] != 'Z':
+        if int(fields[1]) == pid and fields[0] != 'Z' and not is_fork_server(entry):
             found.append(int(entry))
     return found
 

@@ -21,19 +21,32 @@ print('TOP LEVEL OUTPUT')
 SET_BY_THE_CALLER = None
 
 
-def from_callers_code():
-    # Whether this script runs here from the code the caller compiled
-    # before it forked (its functions' code is that code's), not from the
-    # file read and compiled again.
-    main = getattr(sys.modules.get('gi.overrides._fastmap_worker'), '_main_code', None)
-    return main is not None and any(c is report.__code__ for c in main[2].co_consts)
+def from_compiled_code():
+    # Whether this script runs here from the code its forker (the caller,
+    # or the fork server) compiled before it forked (its functions' code
+    # is that code's), not from the file read and compiled again.
+    import multiprocessing.spawn
+    for module in [sys.modules.get('gi.overrides._fastmap_worker')] + \
+            multiprocessing.spawn.old_main_modules:
+        main = getattr(module, '_main_code', None)
+        if main is not None and any(c is report.__code__ for c in main[2].co_consts):
+            return True
+    return False
+
+
+def parent_kind():
+    ppid = os.getppid()
+    if ppid == int(os.environ['START_METHODS_CALLER']):
+        return 'caller'
+    with open(f'/proc/{ppid}/cmdline', 'rb') as f:
+        return 'fork-server' if b'--fork-server' in f.read().split(b'\0') else 'other'
 
 
 def report(x):
     with open('/proc/self/cmdline', 'rb') as f:
         spawned = b'_fastmap_worker.py' in f.read()
     return (x * x, not spawned, SET_BY_THE_CALLER is not None, os.getppid(),
-            __name__, from_callers_code())
+            __name__, from_compiled_code(), parent_kind())
 
 
 def report_after_a_subprocess(x):
@@ -52,16 +65,24 @@ def run(method, label=None, func=report):
         'right': [r[0] for r in got] == [x * x for x in range(40)],
         'forked': sorted({r[1] for r in got}),
         'saw_callers_global': any(r[2] for r in got),
-        'parent_is_caller': all(r[3] == os.getpid() for r in got),
         'names': sorted({r[4] for r in got}),
-        'from_callers_code': sorted({r[5] for r in got}),
+        'from_compiled_code': sorted({r[5] for r in got}),
+        'parents': sorted({r[6] for r in got}),
     }), flush=True)
 
 
 if __name__ == '__main__':
     SET_BY_THE_CALLER = 'set'
+    os.environ['START_METHODS_CALLER'] = str(os.getpid())   # the workers' environment too
     for method in sys.argv[1:]:
-        if method == 'with-a-thread':
+        if method == 'kill-fork-server':
+            from gi.overrides.FastMap import _ForkServer
+            _ForkServer.current.proc.kill()
+            _ForkServer.current.proc.wait()
+        elif method == 'fork-server-pid':
+            from gi.overrides.FastMap import _ForkServer
+            print(json.dumps({'run': method, 'pid': _ForkServer.current.proc.pid}), flush=True)
+        elif method.startswith('with-a-thread'):
             stop = threading.Event()
             thread = threading.Thread(target=stop.wait)
             thread.start()

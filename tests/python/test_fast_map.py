@@ -237,27 +237,53 @@ def test_workers_are_forked_when_no_other_thread_runs():
     # A run leaves no thread behind, so the next one forks too, and its
     # workers have GLib whole (they reap a GSubprocess). A spawn starts
     # GLib's worker thread (GSubprocess's child watch), for good: after
-    # it, the workers are spawned.
-    for name, forked in (('default', True), ('default-again', True), ('gio-subprocess', True),
-                         ('fork', True), ('with-a-thread', False), ('spawn', False),
-                         ('default-after-spawn', False)):
+    # it, the workers come from the fork server, which the first run with
+    # a thread started as it ended (its own workers were spawned).
+    for name, forked, parent in (
+            ('default', True, 'caller'), ('default-again', True, 'caller'),
+            ('gio-subprocess', True, 'caller'), ('fork', True, 'caller'),
+            ('with-a-thread', False, 'caller'), ('spawn', False, 'caller'),
+            ('default-after-spawn', True, 'fork-server')):
         r = runs[name]
         assert r['right'], r
-        assert r['forked'] == [forked], r
-        assert r['parent_is_caller'], r
+        assert r['parents'] == [parent], r
         # Either way the workers import the main script again, as spawn
         # does: what the caller set under `if __name__ == "__main__":` is
         # not theirs.
         assert not r['saw_callers_global'], r
         assert r['names'] == ['__mp_main__'], r
-        # A forked worker runs it from the code the caller compiled (once
+        # A forked worker runs it from the code its forker compiled (once
         # for all runs: the file did not change), not from the file.
-        assert r['from_callers_code'] == [forked], r
+        assert r['from_compiled_code'] == [forked], r
+
+
+def test_a_caller_with_threads_has_its_workers_forked_by_the_fork_server():
+    runs = run_start_methods('with-a-thread', 'with-a-thread-served', 'kill-fork-server',
+                             'with-a-thread-after-a-kill', 'with-a-thread-served-again',
+                             'forkserver', 'fork-server-pid')
+    # The first run spawns and starts the server as it ends; from then on
+    # the server forks the workers. One killed between runs leaves the
+    # next run to spawn, which starts another.
+    for name, parent in (('with-a-thread', 'caller'), ('with-a-thread-served', 'fork-server'),
+                         ('with-a-thread-after-a-kill', 'caller'),
+                         ('with-a-thread-served-again', 'fork-server'),
+                         ('forkserver', 'fork-server')):
+        r = runs[name]
+        assert r['right'], r
+        assert r['parents'] == [parent], r
+        assert not r['saw_callers_global'], r
+        assert r['names'] == ['__mp_main__'], r
+    # The server ends with its caller.
+    server = runs['fork-server-pid']['pid']
+    deadline = time.monotonic() + 10
+    while os.path.exists(f'/proc/{server}') and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(f'/proc/{server}')
 
 
 def test_bad_start_method():
     with pytest.raises(ValueError, match='start_method'):
-        FastMap.fast_map(square, [1], start_method='forkserver')
+        FastMap.fast_map(square, [1], start_method='vfork')
 
 
 def dies_once(x, flag):
@@ -267,7 +293,7 @@ def dies_once(x, flag):
     return x
 
 
-@pytest.mark.parametrize('method', ['fork', 'spawn'])
+@pytest.mark.parametrize('method', ['fork', 'forkserver', 'spawn'])
 def test_a_worker_that_dies_loses_nothing(tmp_path, method):
     flag = str(tmp_path / 'died')
     got = list(FastMap.fast_map(dies_once, range(50), itertools.repeat(flag),

@@ -153,15 +153,23 @@ def test_ctrl_c_stops_the_map_and_leaves_no_process(to_group):
     assert child.returncode == 0
 
 
-def test_ctrl_c_while_forking_leaves_no_process(monkeypatch):
-    # Ctrl-C between a fork and the map's taking the child: the child is
-    # ended, and the exception goes on.
+@pytest.mark.parametrize('method', ['fork', 'forkserver'])
+def test_ctrl_c_while_forking_leaves_no_process(monkeypatch, method):
+    # Ctrl-C between a fork (ours, or the fork server's) and the map's
+    # taking the child: the child is ended, and the exception goes on.
     from gi.module import get_introspection_module
+    forked = []
 
     def interrupted(self, fd, pid):
+        forked.append(pid)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(get_introspection_module('FastMap').Mapper, 'take_worker', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        list(FastMap.fast_map(nap, range(4), start_method='fork'))
+        list(FastMap.fast_map(nap, range(4), start_method=method))
+    assert len(forked) == 1
+    deadline = time.monotonic() + 10
+    while os.path.exists(f'/proc/{forked[0]}') and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f'/proc/{forked[0]}')
     assert wait_no_children() == []

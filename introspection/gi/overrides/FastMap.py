@@ -31,8 +31,12 @@ _runs_alone()): about 1 ms, against 45 ms for a fresh interpreter that
 imports gi and the GLib, GObject and Gio overrides. With other threads
 running, a fork could copy a lock one of them holds (GLib's, or the
 allocator's) into a child that would wait for it forever, or leave the
-child without a thread GLib counts on, so the workers are then started
-from argv, as is any worker that replaces one that died.
+child without a thread GLib counts on, so the workers then come from the
+fork server (_ForkServer): a process with no thread but one, started from
+argv at the end of the first run that had to spawn its workers, which
+forks workers with gi imported already and hands them over (they are this
+process's grandchildren, which fm_mapper_take_worker() takes). A worker
+that replaces one that died is started from argv.
 
 fast_map()'s generator takes results from a thread of its own (_Puller),
 which the run joins at its end: no GTask, which would start GLib's
@@ -424,7 +428,9 @@ def _fork_each(mapper, payload, n):
             os.close(child_end)
             return
         if pid == 0:
-            _forked_child(payload, child_end, ours + [parent_end])
+            server = _ForkServer.current
+            _forked_child(payload, child_end, ours + [parent_end] +
+                          ([server.sock.fileno()] if server is not None else []))
         try:
             os.close(child_end)
             mapper.take_worker(parent_end, pid)
@@ -436,6 +442,163 @@ def _fork_each(mapper, payload, n):
                 return
             raise
         ours.append(parent_end)
+
+
+class _ForkServer:
+    """A process that forks workers for a caller that runs other threads
+    (and so must not fork itself): ``_fastmap_worker.py --fork-server``,
+    started from argv once, with gi imported. It forks a worker in a few
+    milliseconds where a new interpreter takes 45; the workers are this
+    process's grandchildren, which fm_mapper_take_worker() accepts. It
+    ends when this process closes its end of the control socket (at exit,
+    or when it dies), and is started again if it died."""
+
+    lock = threading.Lock()         # one request at a time, one server
+    current = None
+
+    def __init__(self):
+        import atexit
+        import binascii
+        import socket
+        import subprocess
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
+        word = binascii.b2a_base64(pickle.dumps({'sys_path': list(sys.path)}, _PICKLE),
+                                   newline=False).decode('ascii')
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable] + subprocess._args_from_interpreter_flags() +
+                [worker, '--fork-server', word], stdin=b.fileno(), close_fds=True)
+        finally:
+            b.close()
+        self.sock = a
+        self.ready = False
+        atexit.register(_end_fork_server)
+
+    @classmethod
+    def get(cls, start):
+        """The server, or None; started if *start* and there is none or
+        it died (lock held)."""
+        if cls.current is not None and cls.current.proc.poll() is not None:
+            cls.current.end()
+        if cls.current is None and start:
+            try:
+                cls.current = cls()
+            except OSError:         # no process to be had now: spawn
+                return None
+        return cls.current
+
+    def wait_ready(self, timeout):
+        """Whether the server has said it is ready, within *timeout* s."""
+        import select
+        if not self.ready:
+            try:
+                readable, _, _ = select.select([self.sock], [], [], timeout)
+                said = self.sock.recv(1) if readable else None
+            except OSError:
+                said = b''
+            if said == b'R':
+                self.ready = True
+            elif said is not None:      # it ended before it was ready
+                self.end()
+        return self.ready
+
+    def fork(self, payload, n):
+        """Has *n* workers forked: [(parent's end, pid)]; [] if it failed."""
+        import socket
+        import struct
+        from . import _fastmap_worker
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(n)]
+        ours = [a.detach() for a, _ in pairs]
+        theirs = [b for _, b in pairs]
+        data = pickle.dumps({'payload': payload, 'environ': dict(os.environ)}, _PICKLE)
+        try:
+            socket.send_fds(self.sock, [struct.pack(_fastmap_worker._REQUEST, len(data), n)],
+                            [b.fileno() for b in theirs])
+            self.sock.sendall(data)
+            reply = _fastmap_worker._recv_exactly(self.sock, 4 * n)
+        except OSError:
+            reply = None
+        except BaseException:  # noqa: B902 -- Ctrl-C: its workers see the end of their streams
+            for fd in ours:
+                os.close(fd)
+            self.end()
+            raise
+        finally:
+            for b in theirs:
+                b.close()
+        if reply is None:
+            for fd in ours:
+                os.close(fd)
+            self.end()
+            return []
+        pids = struct.unpack('!%di' % n, reply)
+        got = []
+        for fd, pid in zip(ours, pids):
+            if pid > 0:
+                got.append((fd, pid))
+            else:
+                os.close(fd)
+        return got
+
+    def end(self):
+        """Closes the control socket, which ends the server, and reaps it."""
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=1)
+        except Exception:  # noqa: B902 -- subprocess.TimeoutExpired
+            self.proc.kill()
+            self.proc.wait()
+        if _ForkServer.current is self:
+            _ForkServer.current = None
+
+
+def _end_fork_server():
+    # At exit: a daemon thread may be stuck holding the lock.
+    if _ForkServer.lock.acquire(timeout=1):
+        try:
+            if _ForkServer.current is not None:
+                _ForkServer.current.end()
+        finally:
+            _ForkServer.lock.release()
+
+
+def _start_fork_server():
+    """Starts the fork server for the next run, if there is none: at the
+    end of a run that spawned its workers, so that its start (an
+    interpreter that imports gi) does not slow that run's."""
+    with _ForkServer.lock:
+        _ForkServer.get(start=True)
+
+
+def _served_workers(mapper, payload, n, wait):
+    """Gives *mapper* *n* workers forked by the fork server, and returns
+    whether there is one. With *wait* the server is started if need be;
+    one that starts is waited for (it is ready sooner than workers would
+    be that import gi themselves, 2 s at most; 10 s with *wait*). What it
+    could not give, the map starts from argv."""
+    with _ForkServer.lock:
+        server = _ForkServer.get(start=wait)
+        if server is None:
+            return False
+        if not server.wait_ready(10.0 if wait else 2.0):
+            return True
+        got = server.fork(payload, n)
+        try:
+            while got:
+                fd, pid = got[0]
+                mapper.take_worker(fd, pid)
+                got.pop(0)
+        except BaseException as e:  # noqa: B902 -- Ctrl-C too: no worker left behind
+            for fd, pid in got:
+                os.close(fd)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if not isinstance(e, GLib.Error):
+                raise
+        return True
 
 
 class _Puller:
@@ -500,6 +663,7 @@ class _Run:
     def __init__(self, payload, items, procs_limit, threads_limit, ordered, remote,
                  start_method):
         argv, self.payload_file = _worker_argv(payload)
+        self.start_server = False
         mapper = FastMap.Mapper(argv=argv)
         mapper.props.n_processes = procs_limit or 0
         mapper.props.threads_limit = threads_limit or 0
@@ -512,10 +676,15 @@ class _Run:
             if forward_env:
                 mapper.props.forward_env = list(forward_env)
         mapper.props.max_in_flight = _WINDOW + 64
-        if not hosts and (start_method == 'fork' or
-                          (start_method is None and _runs_alone())):
-            n = procs_limit or GLib.get_num_processors()
-            _fork_workers(mapper, payload, min(n, threads_limit or n))
+        n = procs_limit or GLib.get_num_processors()
+        n = min(n, threads_limit or n)
+        if hosts:
+            pass
+        elif start_method == 'fork' or (start_method is None and _runs_alone()):
+            _fork_workers(mapper, payload, n)
+        elif start_method in (None, 'forkserver'):
+            self.start_server = not _served_workers(mapper, payload, n,
+                                                    wait=start_method == 'forkserver')
         self.cancellable = Gio.Cancellable()
         self.map = mapper.map(self.cancellable)
         self.waiter = _Puller(self.map)
@@ -668,6 +837,8 @@ class _Run:
         self.cancellable.cancel()
         self.waiter.finish()
         self.map = None
+        if self.start_server:
+            _start_fork_server()
         if self.payload_file is not None:
             try:
                 os.unlink(self.payload_file)
@@ -734,16 +905,23 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
 
     *start_method* says how the workers start. ``None`` (the default):
     forked from this process when it runs no other thread, which takes
-    about a millisecond, else ``"spawn"``. ``"spawn"``: a fresh interpreter each, which imports gi
-    (about 45 ms). ``"fork"``: forked even while other threads run, as
-    multiprocessing's "fork" does: a child can then hang on a lock that
-    another thread held at the fork (one that has not answered in 30 s
-    is killed, and a spawned one runs its items).
-    Either way the main script is imported again as ``__mp_main__``; a
-    forked worker holds the modules imported so far, in the state they
-    have at the call, and the files this process has open. Workers on
-    other *hosts*, and those that replace a worker that died, are always
-    spawned.
+    about a millisecond; else forked by the fork server if there is one,
+    else spawned (and the run starts the fork server as it ends).
+    ``"spawn"``: a fresh interpreter each, which imports gi (about 45 ms).
+    ``"forkserver"``: forked by the fork server, started first if need be,
+    as multiprocessing's "forkserver" does: a process of this program
+    with no other thread, which imported gi once and forks the workers of
+    every later run (about 10 ms to a first result), and ends with this
+    process. Its workers have this process's environment, path and
+    working directory at the call, but not its modules. ``"fork"``: forked
+    even while other threads run, as multiprocessing's "fork" does: a
+    child can then hang on a lock that another thread held at the fork
+    (one that has not answered in 30 s is killed, and a spawned one runs
+    its items). Either way the main script is imported again as
+    ``__mp_main__``; a worker forked from this process holds the modules
+    imported so far, in the state they have at the call, and the files
+    this process has open. Workers on other *hosts*, and those that
+    replace a worker that died, are always spawned.
 
     An exception raised by *func* is raised by the generator at that
     item's position, rebuilt with its type where pickle can (else
@@ -770,8 +948,9 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     for name, value in (('procs_limit', procs_limit), ('threads_limit', threads_limit)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ValueError(f'{name} must be None or a positive int, not {value!r}')
-    if start_method not in (None, 'fork', 'spawn'):
-        raise ValueError(f'start_method must be None, "fork" or "spawn", not {start_method!r}')
+    if start_method not in (None, 'fork', 'forkserver', 'spawn'):
+        raise ValueError('start_method must be None, "fork", "forkserver" or "spawn", '
+                         f'not {start_method!r}')
     remote = _check_remote(hosts, launcher, forward_env)
     payload = _worker_payload(func, star=len(iterables) > 1)
     items = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
