@@ -239,31 +239,29 @@ test_take_worker_killed (void)
   assert_reaped (pid);
 }
 
-/* A worker forked by a child of ours, as a fork server forks them: taken
- * like our own, replaced when it dies, and killed at the map's end; its
- * parent, which ignores SIGCHLD, reaps it. */
-static void
-test_take_worker_grandchild (void)
+/* Starts a "fork server": a child of ours that ignores SIGCHLD, forks a
+ * worker of fm_test_square() and waits until @to_server is closed. Returns
+ * the worker, a grandchild; *fd is our end of its stream. */
+static GPid
+start_fork_server (int  *fd,
+                   GPid *server,
+                   int  *to_server)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
-  g_autoptr(FmMap) map = NULL;
-  g_autoptr(GVariant) first = NULL;
-  g_autoptr(GError) error = NULL;
-  int sv[2], to_server[2], from_server[2], status;
-  GPid server, pid;
+  int sv[2], to[2], from[2];
+  GPid pid;
   char byte;
 
   g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
-  g_assert_no_errno (pipe (to_server));
-  g_assert_no_errno (pipe (from_server));
-  server = fork ();
-  g_assert_cmpint (server, >=, 0);
-  if (server == 0)
+  g_assert_no_errno (pipe (to));
+  g_assert_no_errno (pipe (from));
+  *server = fork ();
+  g_assert_cmpint (*server, >=, 0);
+  if (*server == 0)
     {
       signal (SIGCHLD, SIG_IGN);
       close (sv[0]);
-      close (to_server[1]);
-      close (from_server[0]);
+      close (to[1]);
+      close (from[0]);
       pid = fork ();
       if (pid == 0)
         {
@@ -273,20 +271,53 @@ test_take_worker_grandchild (void)
           _exit (fm_worker_serve (fm_test_square, NULL, NULL) ? 0 : 1);
         }
       close (sv[1]);
-      if (write (from_server[1], &pid, sizeof pid) != sizeof pid)
+      if (write (from[1], &pid, sizeof pid) != sizeof pid)
         _exit (1);
-      /* Until the test is done. */
-      while (read (to_server[0], &byte, 1) > 0)
+      while (read (to[0], &byte, 1) > 0)
         ;
       _exit (0);
     }
   close (sv[1]);
-  close (to_server[0]);
-  close (from_server[1]);
-  g_assert_cmpint (read (from_server[0], &pid, sizeof pid), ==, sizeof pid);
-  close (from_server[0]);
+  close (to[0]);
+  close (from[1]);
+  g_assert_cmpint (read (from[0], &pid, sizeof pid), ==, sizeof pid);
+  close (from[0]);
+  *fd = sv[0];
+  *to_server = to[1];
+  return pid;
+}
 
-  g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, &error));
+/* Waits for @pid, not ours to reap, to be gone; then ends the server. */
+static void
+end_fork_server (GPid pid,
+                 GPid server,
+                 int  to_server)
+{
+  int status;
+
+  for (guint i = 0; i < 1000 && kill (pid, 0) == 0; i++)
+    g_usleep (1000);
+  g_assert_cmpint (kill (pid, 0), ==, -1);
+  g_assert_cmpint (errno, ==, ESRCH);
+  close (to_server);
+  g_assert_cmpint (waitpid (server, &status, 0), ==, server);
+  g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
+/* A worker forked by a child of ours, as a fork server forks them: taken
+ * like our own, and replaced when it dies; its parent reaps it. */
+static void
+test_take_worker_grandchild (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GVariant) first = NULL;
+  g_autoptr(GError) error = NULL;
+  int fd, to_server;
+  GPid server, pid;
+
+  pid = start_fork_server (&fd, &server, &to_server);
+  g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
   g_assert_no_error (error);
   map = fm_mapper_map (mapper, NULL);
   g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
@@ -300,15 +331,7 @@ test_take_worker_grandchild (void)
   push_squares (map, 2000);
   g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
   g_clear_object (&map);
-  /* Gone, and reaped by its parent, not by us. */
-  for (guint i = 0; i < 1000 && kill (pid, 0) == 0; i++)
-    g_usleep (1000);
-  g_assert_cmpint (kill (pid, 0), ==, -1);
-  g_assert_cmpint (errno, ==, ESRCH);
-
-  close (to_server[1]);
-  g_assert_cmpint (waitpid (server, &status, 0), ==, server);
-  g_assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  end_fork_server (pid, server, to_server);
 }
 
 /* A grandchild still serving at the map's end is ended with it. */
@@ -317,49 +340,16 @@ test_take_worker_grandchild_at_the_end (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
   g_autoptr(FmMap) map = NULL;
-  int sv[2], from_server[2], to_server[2], status;
+  int fd, to_server;
   GPid server, pid;
-  char byte;
 
-  g_assert_no_errno (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
-  g_assert_no_errno (pipe (to_server));
-  g_assert_no_errno (pipe (from_server));
-  server = fork ();
-  if (server == 0)
-    {
-      signal (SIGCHLD, SIG_IGN);
-      close (sv[0]);
-      close (to_server[1]);
-      pid = fork ();
-      if (pid == 0)
-        {
-          dup2 (sv[1], 0);
-          dup2 (sv[1], 1);
-          close (sv[1]);
-          _exit (fm_worker_serve (fm_test_square, NULL, NULL) ? 0 : 1);
-        }
-      close (sv[1]);
-      if (write (from_server[1], &pid, sizeof pid) != sizeof pid)
-        _exit (1);
-      while (read (to_server[0], &byte, 1) > 0)
-        ;
-      _exit (0);
-    }
-  close (sv[1]);
-  close (to_server[0]);
-  close (from_server[1]);
-  g_assert_cmpint (read (from_server[0], &pid, sizeof pid), ==, sizeof pid);
-  close (from_server[0]);
-
-  g_assert_true (fm_mapper_take_worker (mapper, sv[0], pid, NULL));
+  pid = start_fork_server (&fd, &server, &to_server);
+  g_assert_true (fm_mapper_take_worker (mapper, fd, pid, NULL));
   map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
   push_squares (map, 100);
   g_clear_object (&map);
-  for (guint i = 0; i < 1000 && kill (pid, 0) == 0; i++)
-    g_usleep (1000);
-  g_assert_cmpint (kill (pid, 0), ==, -1);
-  close (to_server[1]);
-  g_assert_cmpint (waitpid (server, &status, 0), ==, server);
+  end_fork_server (pid, server, to_server);
 }
 
 static void

@@ -363,27 +363,6 @@ def _runs_alone():
         return False
 
 
-def _forked_child(payload, fd, others):
-    """The worker side of a fork: never returns (serve() ends the process;
-    what raises before it is a worker that dies, which the map replaces)."""
-    try:
-        for other in others:
-            os.close(other)
-        os.dup2(fd, 0)
-        os.dup2(fd, 1)
-        os.close(fd)
-        from . import _fastmap_worker
-        _fastmap_worker.serve(pickle.loads(payload), forked=True)
-    except BaseException:  # noqa: B902 -- the parent sees the death
-        try:
-            import traceback
-            traceback.print_exc()
-        except BaseException:  # noqa: B902
-            pass
-    finally:
-        os._exit(1)
-
-
 def _fork_workers(mapper, payload, n):
     """Forks *n* workers and gives them to *mapper* (fm_mapper_take_worker()).
     Each child keeps its end of its own socketpair and closes the parent's
@@ -428,9 +407,10 @@ def _fork_each(mapper, payload, n):
             os.close(child_end)
             return
         if pid == 0:
+            from . import _fastmap_worker
             server = _ForkServer.current
-            _forked_child(payload, child_end, ours + [parent_end] +
-                          ([server.sock.fileno()] if server is not None else []))
+            _fastmap_worker.serve_forked(payload, child_end, ours + [parent_end] +
+                                         ([server.sock.fileno()] if server is not None else []))
         try:
             os.close(child_end)
             mapper.take_worker(parent_end, pid)

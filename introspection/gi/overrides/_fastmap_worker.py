@@ -298,27 +298,22 @@ def _recv_exactly(sock, n):
     return data
 
 
-def _fork_one(control, fd, others, request):
-    """Forks a worker serving on *fd*; returns its pid, or 0."""
+def serve_forked(payload, fd, others, environ=None):
+    """The worker side of a fork, by the caller or the fork server: serves
+    on *fd* after closing *others*, and never returns (serve() ends the
+    process; what raises before it is a worker that dies, which the map
+    replaces)."""
     try:
-        pid = os.fork()
-    except OSError:
-        return 0
-    if pid != 0:
-        return pid
-    try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        control.close()
         for other in others:
-            if other != fd:
-                os.close(other)
+            os.close(other)
         os.dup2(fd, 0)
         os.dup2(fd, 1)
         os.close(fd)
-        os.environ.clear()
-        os.environ.update(request['environ'])
-        serve(pickle.loads(request['payload']), forked=True)
-    except BaseException:  # noqa: B902 -- the caller sees the death
+        if environ is not None:
+            os.environ.clear()
+            os.environ.update(environ)
+        serve(pickle.loads(payload), forked=True)
+    except BaseException:  # noqa: B902 -- the parent sees the death
         try:
             import traceback
             traceback.print_exc()
@@ -326,6 +321,23 @@ def _fork_one(control, fd, others, request):
             pass
     finally:
         os._exit(1)
+
+
+def _fork_one(control, fd, others, request):
+    """Forks a worker serving on *fd*; returns its pid, or 0."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return 0
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            control.close()
+            serve_forked(request['payload'], fd, [o for o in others if o != fd],
+                         request['environ'])
+        finally:
+            os._exit(1)     # never back into the server's loop
+    return pid
 
 
 def _serve_forks(control):
