@@ -1085,6 +1085,8 @@ ticker (gpointer data)
            * runner per task taken back started thousands of threads for
            * the tiny tasks behind one that blocked, when a loaded machine
            * gave the process less than half a core. */
+          g_debug ("Worker %d: %u tasks taken back from %u chunks stuck in a task",
+                   (int) getpid (), stolen, stuck);
           w->cost_ns = MAX (w->cost_ns, CHUNK_TARGET_NS);
           for (guint i = 0; i < MIN (stolen, w->waiting); i++)
             g_cond_signal (&w->work_cond);
@@ -1116,6 +1118,11 @@ ticker (gpointer data)
                * them, up to a runner per chunk: waits overlap within a
                * few ticks, and a wrong guess costs a few threads, not one
                * per task. */
+              g_debug ("Worker %d: %u runners, none moved for %" G_GINT64_FORMAT " ms, %"
+                       G_GUINT64_FORMAT " tasks queued, the runners asleep in the kernel: "
+                       "up to %u", (int) getpid (), w->runners,
+                       (now - MAX (w->last_progress, w->moved_at)) / 1000,
+                       (guint64) w->queued, 2 * MAX (w->runners, 1));
               w->last_progress = now;
               spawn_runners_locked (w, chunks_locked (w), 2 * MAX (w->runners, 1));
             }
@@ -1142,7 +1149,12 @@ queue_batch (Worker      *w,
     b->indexes[i] = fm_wire_batch_index (wb, i);
 
   g_mutex_lock (&w->lock);
-  if (w->queued == 0 && w->runners == 0)
+  /* Runners that had nothing to do made no progress, and were not stuck:
+   * the time without progress counts from now. (It once counted the time
+   * the runners lingered, idle, while the parent had nothing to send: the
+   * next batch found them "stalled" for 20 ms and doubled them, and under
+   * AddressSanitizer a worker of tiny tasks grew to 259 threads.) */
+  if (w->queued == 0 && w->busy == 0)
     w->last_progress = g_get_monotonic_time ();
   queue_slice_locked (w, b, 0, b->n, FALSE);
   chunks = chunks_locked (w);
@@ -1152,16 +1164,18 @@ queue_batch (Worker      *w,
     g_cond_signal (&w->work_cond);
   /* Until a few tasks are measured, PROBE_RUNNERS runners in all. Then
    * tasks that take more than a chunk's time get a runner each, up to
-   * twice the runners there are, unless the process computes or the
-   * runners at work do not all block (they run, or wait for a lock such
-   * as Python's GIL): they may wait, and the sooner they all wait the
+   * twice the runners there are, unless the process computes, or no
+   * runner is at work (idle runners are not blocked ones: they take the
+   * tasks, and the ticker sees whether they then block), or the runners
+   * at work do not all block (they run, or wait for a lock such as
+   * Python's GIL): they may wait, and the sooner they all wait the
    * better. Tiny ones, in chunks,
    * gain nothing from more runners than cores. Either way, if the runners
    * block, the ticker adds more. */
   if (w->measured < PROBE_RUNNERS)
     max_total = PROBE_RUNNERS;
-  else if (chunk_size_locked (w) > 1 || computing_locked (w, g_get_monotonic_time ()) ||
-           !runners_block_locked (w))
+  else if (chunk_size_locked (w) > 1 || w->busy == 0 ||
+           computing_locked (w, g_get_monotonic_time ()) || !runners_block_locked (w))
     max_total = w->n_cpus;
   else
     max_total = 2 * (guint64) MAX (w->runners, PROBE_RUNNERS);

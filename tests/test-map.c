@@ -835,6 +835,56 @@ test_tiny_tasks_few_threads (void)
   g_assert_cmpint (most, <, 128);
 }
 
+/* x → the number of threads of the worker (every 500th task), after
+ * 50 µs of computation. */
+static GVariant *
+threads_after_computing (GVariant  *task,
+                         gpointer   user_data,
+                         GError   **error)
+{
+  gint64 end = g_get_monotonic_time () + 50;
+
+  while (g_get_monotonic_time () < end)
+    ;
+  if (g_variant_get_int64 (task) % 500 != 0)
+    return g_variant_new_int64 (0);
+  return g_variant_new_int64 (threads_of_this_process ());
+}
+
+/* A consumer that stops now and then leaves the runners with nothing to
+ * do (the window is full): that is no stall. The worker once counted the
+ * idle time as time without progress, took the runners for stuck when
+ * the next tasks came, and doubled them at every pause. */
+static void
+test_pauses_of_the_consumer_start_no_threads (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_after_computing, 2);
+  g_autoptr(FmMap) map = NULL;
+  const gint64 n = 40000;
+  g_autofree gint64 *numbers = g_new (gint64, n);
+  GVariant *value;
+  GError *error = NULL;
+  gint64 most = 0, taken = 0;
+
+  fm_mapper_set_max_in_flight (mapper, 2048);
+  map = fm_mapper_map (mapper, NULL);
+  for (gint64 i = 0; i < n; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
+  fm_map_close (map);
+  while ((value = fm_map_next (map, NULL, &error)) != NULL)
+    {
+      most = MAX (most, g_variant_get_int64 (value));
+      g_variant_unref (value);
+      if (++taken % 2000 == 0)
+        g_usleep (30000);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpint (taken, ==, n);
+  /* The reader, the ticker, the writer, GLib's own, 8 runners. */
+  g_assert_cmpint (most, <, 24);
+}
+
 static void
 test_push_array (void)
 {
@@ -1255,6 +1305,8 @@ main (int    argc,
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);
   g_test_add_func ("/map/tiny-tasks-few-threads", test_tiny_tasks_few_threads);
+  g_test_add_func ("/map/pauses-of-the-consumer-start-no-threads",
+                   test_pauses_of_the_consumer_start_no_threads);
   g_test_add_func ("/map/tasks-behind-a-lock-few-threads", test_tasks_behind_a_lock_few_threads);
   g_test_add_func ("/map/waits-on-futexes-of-their-own-overlap",
                    test_waits_on_futexes_of_their_own_overlap);
