@@ -800,21 +800,20 @@ test_tasks_behind_a_lock_few_threads (void)
   g_assert_cmpint (most, <, 64);
 }
 
-static void
-test_tiny_tasks_few_threads (void)
+/* Pushes 0 … @n - 1 as one array, closes the input, and takes the
+ * results, pausing @pause_us after every @every of them, as a consumer that
+ * falls behind now and then; returns the largest result. */
+static gint64
+push_and_take_pausing (FmMap  *map,
+                       gint64  n,
+                       gint64  every,
+                       gulong  pause_us)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_of_worker, 2);
-  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  const gint64 n = 300000;
   g_autofree gint64 *numbers = g_new (gint64, n);
   GVariant *value;
   GError *error = NULL;
   gint64 most = 0, taken = 0;
 
-  /* Tiny tasks, with a caller that falls behind now and then: runners
-   * that wait for the parent to read their results, or a chunk that took
-   * long because the system ran something else, are not tasks that block,
-   * and must not make the worker start a thread per task. */
   for (gint64 i = 0; i < n; i++)
     numbers[i] = i;
   fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
@@ -823,16 +822,29 @@ test_tiny_tasks_few_threads (void)
     {
       most = MAX (most, g_variant_get_int64 (value));
       g_variant_unref (value);
-      if (++taken % 20000 == 0)
-        g_usleep (20000);
+      if (++taken % every == 0)
+        g_usleep (pause_us);
     }
   g_assert_no_error (error);
   g_assert_cmpint (taken, ==, n);
-  /* The reader, the ticker, the writer, GLib's own, a few runners per
-   * core; a thread per task was 500-1 000. On a loaded machine (under
-   * AddressSanitizer, beside the other suites) the runners may double a
-   * few times: 71 threads were seen. */
-  g_assert_cmpint (most, <, 128);
+  return most;
+}
+
+static void
+test_tiny_tasks_few_threads (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_of_worker, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+
+  /* Tiny tasks, with a caller that falls behind now and then: runners
+   * that wait for the parent to read their results, or a chunk that took
+   * long because the system ran something else, are not tasks that block,
+   * and must not make the worker start a thread per task. The reader, the
+   * ticker, the writer, GLib's own, a few runners per core; a thread per
+   * task was 500-1 000. On a loaded machine (under AddressSanitizer,
+   * beside the other suites) the runners may double a few times: 71
+   * threads were seen. */
+  g_assert_cmpint (push_and_take_pausing (map, 300000, 20000, 20000), <, 128);
 }
 
 /* x → the number of threads of the worker (every 500th task), after
@@ -860,29 +872,11 @@ test_pauses_of_the_consumer_start_no_threads (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (threads_after_computing, 2);
   g_autoptr(FmMap) map = NULL;
-  const gint64 n = 40000;
-  g_autofree gint64 *numbers = g_new (gint64, n);
-  GVariant *value;
-  GError *error = NULL;
-  gint64 most = 0, taken = 0;
 
   fm_mapper_set_max_in_flight (mapper, 2048);
   map = fm_mapper_map (mapper, NULL);
-  for (gint64 i = 0; i < n; i++)
-    numbers[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
-  fm_map_close (map);
-  while ((value = fm_map_next (map, NULL, &error)) != NULL)
-    {
-      most = MAX (most, g_variant_get_int64 (value));
-      g_variant_unref (value);
-      if (++taken % 2000 == 0)
-        g_usleep (30000);
-    }
-  g_assert_no_error (error);
-  g_assert_cmpint (taken, ==, n);
   /* The reader, the ticker, the writer, GLib's own, 8 runners. */
-  g_assert_cmpint (most, <, 24);
+  g_assert_cmpint (push_and_take_pausing (map, 40000, 2000, 30000), <, 24);
 }
 
 static void
