@@ -164,7 +164,6 @@ typedef struct
   guint        id;
   GSubprocess *process;    /* owned, NULL for a worker the caller started */
   int          pidfd;      /* owned, -1 but for a worker the caller started */
-  gboolean     grandchild; /* that worker is reaped by its parent, a child of ours */
   int          fd;         /* our end of the socketpair */
   GThread     *reader;     /* owned, joined by the map */
   gint         reader_tid; /* the reader's thread id, once it runs */
@@ -1063,10 +1062,10 @@ describe_status (Proc *p,
     ? g_strdup_printf ("worker %u (pid %d)", p->id, p->pid)
     : g_strdup_printf ("worker %u on host “%s” (launcher pid %d)", p->id, p->host, p->pid);
 
-  if (status == -1 && p->grandchild)
-    return g_strdup_printf ("%s has exited (its status is its parent's)", who);
+  /* A fork server's child is its parent's to reap. */
   if (status == -1)
-    return g_strdup_printf ("%s has exited (its status went elsewhere: is SIGCHLD ignored?)", who);
+    return g_strdup_printf ("%s has exited (its status went to its parent, a fork server, "
+                            "or elsewhere: is SIGCHLD ignored?)", who);
   if (WIFSIGNALED (status) && WTERMSIG (status) != SIGKILL)
     return g_strdup_printf ("%s was killed by signal %d (%s)",
                             who, WTERMSIG (status), g_strsignal (WTERMSIG (status)));
@@ -1385,7 +1384,6 @@ proc_start (FmMap   *self,
       p->fd = w->fd;
       p->pidfd = w->pidfd;
       p->pid = w->pid;
-      p->grandchild = w->grandchild;
       g_array_remove_index (self->adopted, 0);
     }
   else
@@ -1526,7 +1524,6 @@ _fm_adopted_init (FmAdopted  *w,
   /* A child, which can be reaped, or the child of a child (a fork
    * server's), which its parent reaps: never a process of someone else's,
    * which the map would kill at its end. */
-  w->grandchild = FALSE;
   if (waitid (P_PIDFD, pidfd, &info, WEXITED | WNOHANG | WNOWAIT) < 0)
     {
       errsv = errno;
@@ -1539,7 +1536,6 @@ _fm_adopted_init (FmAdopted  *w,
                                        : g_strerror (errsv));
           return FALSE;
         }
-      w->grandchild = TRUE;
     }
   fcntl (fd, F_SETFD, FD_CLOEXEC);
   w->fd = fd;

@@ -36,14 +36,12 @@ typedef struct
 
 /* A worker process that the caller started itself and gave to a mapper
  * (fm_mapper_take_worker()): its stream and a pidfd, which signals
- * exactly that process even once it has been reaped. A grandchild (a
- * fork server's child) is reaped by its own parent. */
+ * exactly that process even once it has been reaped. */
 typedef struct
 {
-  int      fd;
-  int      pidfd;
-  GPid     pid;
-  gboolean grandchild;
+  int  fd;
+  int  pidfd;
+  GPid pid;
 } FmAdopted;
 
 gboolean  _fm_adopted_init         (FmAdopted          *w,
