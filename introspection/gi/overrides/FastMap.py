@@ -322,13 +322,18 @@ def _worker_payload(func, star):
     return pickle.dumps({'prep': prep, 'func': func_data, 'star': star}, _PICKLE)
 
 
-def _worker_argv(payload):
-    """The worker's command line, and a file to delete at the end or None."""
+def _worker_command(data):
+    """``python3 [flags] _fastmap_worker.py`` and *data* as one argv word."""
     import binascii
     import subprocess
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
-    argv = [sys.executable] + subprocess._args_from_interpreter_flags() + [worker]
-    word = binascii.b2a_base64(payload, newline=False).decode('ascii')
+    return ([sys.executable] + subprocess._args_from_interpreter_flags() + [worker],
+            binascii.b2a_base64(data, newline=False).decode('ascii'))
+
+
+def _worker_argv(payload):
+    """The worker's command line, and a file to delete at the end or None."""
+    argv, word = _worker_command(payload)
     if len(word) <= _MAX_ARGV_PAYLOAD:
         return argv + [word], None
     import tempfile
@@ -371,9 +376,7 @@ def _fork_workers(mapper, payload, n):
     no pidfd_open(), valgrind) is ended, and so is the forking: the map
     starts the rest from argv."""
     from . import _fastmap_worker   # once here, not in each child
-    path = pickle.loads(payload)['prep'].get('init_main_from_path')
-    if path is not None:
-        _fastmap_worker.compile_main(path)
+    _fastmap_worker.compile_main_of(payload)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()      # or the children write it again
@@ -435,25 +438,24 @@ class _ForkServer:
 
     lock = threading.Lock()         # one request at a time, one server
     current = None
+    ended_at_exit = False
 
     def __init__(self):
-        import atexit
-        import binascii
         import socket
         import subprocess
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_fastmap_worker.py')
-        word = binascii.b2a_base64(pickle.dumps({'sys_path': list(sys.path)}, _PICKLE),
-                                   newline=False).decode('ascii')
+        argv, word = _worker_command(pickle.dumps({'sys_path': list(sys.path)}, _PICKLE))
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable] + subprocess._args_from_interpreter_flags() +
-                [worker, '--fork-server', word], stdin=b.fileno(), close_fds=True)
+            self.proc = subprocess.Popen(argv + ['--fork-server', word], stdin=b.fileno(),
+                                         close_fds=True)
         finally:
             b.close()
         self.sock = a
         self.ready = False
-        atexit.register(_end_fork_server)
+        if not _ForkServer.ended_at_exit:
+            import atexit
+            atexit.register(_end_fork_server)
+            _ForkServer.ended_at_exit = True
 
     @classmethod
     def get(cls, start):

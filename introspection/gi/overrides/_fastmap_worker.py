@@ -81,6 +81,13 @@ def compile_main(path):
         _main_code = None
 
 
+def compile_main_of(payload):
+    """compile_main() for the main script of a worker *payload*, if any."""
+    path = pickle.loads(payload)['prep'].get('init_main_from_path')
+    if path is not None:
+        compile_main(path)
+
+
 def _run_main(path, code):
     """multiprocessing.spawn's _fixup_main_from_path(), with the code the
     parent compiled: the script runs as __mp_main__, which then stands
@@ -368,9 +375,7 @@ def _serve_forks(control):
         if data is None:
             return
         request = pickle.loads(data)
-        path = pickle.loads(request['payload'])['prep'].get('init_main_from_path')
-        if path is not None:
-            compile_main(path)
+        compile_main_of(request['payload'])
         pids = []
         for fd in fds:
             pids.append(_fork_one(control, fd, fds, request))
