@@ -203,39 +203,39 @@ test_take_worker_forked (void)
   assert_reaped (pids[1]);
 }
 
+/* Gives a map of one process the worker @pid (our end of its stream:
+ * @fd), kills it after its first result, and checks that a worker of argv
+ * replaces it and nothing is lost. */
 static void
-test_take_worker_killed (void)
+check_taken_worker_killed (int  fd,
+                           GPid pid)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GVariant) first = NULL;
   g_autoptr(GError) error = NULL;
-  GPid pid;
-  int fd;
 
-  pid = fork_worker (&fd);
   g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
+  g_assert_no_error (error);
   map = fm_mapper_map (mapper, NULL);
+  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
   fm_map_push (map, g_variant_new_int64 (3));
   first = fm_map_next (map, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
 
-  /* Killed: replaced by a worker of argv, and nothing is lost. */
   g_assert_no_errno (kill (pid, SIGKILL));
-  for (guint i = 0; i < 2000; i++)
-    fm_map_push (map, g_variant_new_int64 (i));
-  fm_map_close (map);
-  for (guint i = 0; i < 2000; i++)
-    {
-      g_autoptr(GVariant) result = fm_map_next (map, NULL, &error);
-
-      g_assert_no_error (error);
-      g_assert_cmpint (g_variant_get_int64 (result), ==, (gint64) i * i);
-    }
-  g_assert_null (fm_map_next (map, NULL, &error));
-  g_assert_no_error (error);
+  push_squares (map, 2000);
   g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
+}
+
+static void
+test_take_worker_killed (void)
+{
+  int fd;
+  GPid pid = fork_worker (&fd);
+
+  check_taken_worker_killed (fd, pid);
   assert_reaped (pid);
 }
 
@@ -309,28 +309,10 @@ end_fork_server (GPid pid,
 static void
 test_take_worker_grandchild (void)
 {
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fm_test_square, 1);
-  g_autoptr(FmMap) map = NULL;
-  g_autoptr(GVariant) first = NULL;
-  g_autoptr(GError) error = NULL;
   int fd, to_server;
-  GPid server, pid;
+  GPid server, pid = start_fork_server (&fd, &server, &to_server);
 
-  pid = start_fork_server (&fd, &server, &to_server);
-  g_assert_true (fm_mapper_take_worker (mapper, fd, pid, &error));
-  g_assert_no_error (error);
-  map = fm_mapper_map (mapper, NULL);
-  g_assert_cmpint (fm_map_get_worker_pid (map, 0), ==, pid);
-  fm_map_push (map, g_variant_new_int64 (3));
-  first = fm_map_next (map, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (g_variant_get_int64 (first), ==, 9);
-
-  /* Killed: replaced by a worker of argv, and nothing is lost. */
-  g_assert_no_errno (kill (pid, SIGKILL));
-  push_squares (map, 2000);
-  g_assert_cmpint (fm_map_get_worker_pid (map, 0), !=, pid);
-  g_clear_object (&map);
+  check_taken_worker_killed (fd, pid);
   end_fork_server (pid, server, to_server);
 }
 
