@@ -25,9 +25,8 @@ def from_compiled_code():
     # Whether this script runs here from the code its forker (the caller,
     # or the fork server) compiled before it forked (its functions' code
     # is that code's), not from the file read and compiled again.
-    import multiprocessing.spawn
-    for module in [sys.modules.get('gi.overrides._fastmap_worker')] + \
-            multiprocessing.spawn.old_main_modules:
+    worker = sys.modules.get('gi.overrides._fastmap_worker')
+    for module in [worker] + getattr(worker, '_old_main_modules', []):
         main = getattr(module, '_main_code', None)
         if main is not None and any(c is report.__code__ for c in main[2].co_consts):
             return True

@@ -83,12 +83,13 @@ _CHUNKS_PER_WORKER = 3
 # One-item tasks out at most, the seed's "a thread per task": the window.
 _WINDOW = 4096
 # While the cost of an item is unknown: one-item tasks out per worker at
-# first, and how often their number may double, once every worker runs,
+# first (with the pings: 8 items on two workers all start as the workers
+# do), and how often their number may double, once every worker runs,
 # while none has come back (they wait, or compute for long). A tiny item
 # is back within a step, even on a loaded machine, and at worst a few
 # more one-item tasks go out than needed; 4 096 items that wait are all
-# out 10 steps (5 ms) after two workers run.
-_PROBE_ITEMS = 2
+# out 9 steps (4.5 ms) after two workers run.
+_PROBE_ITEMS = 4
 _PROBE_STEP = 0.0005
 # A payload larger than this goes to the workers in a file, not in argv.
 _MAX_ARGV_PAYLOAD = 64 * 1024
@@ -314,12 +315,38 @@ def _worker_payload(func, star):
             'processes: it is defined in an interactive session, which a worker '
             'cannot import. Define it in a module or a script.')
 
-    import multiprocessing.spawn
-    prep = multiprocessing.spawn.get_preparation_data('fastmap-worker')
-    # The authkey must not show in argv, and the start method is not ours.
-    for key in ('authkey', 'start_method', 'log_to_stderr'):
-        prep.pop(key, None)
-    return pickle.dumps({'prep': prep, 'func': func_data, 'star': star}, _PICKLE)
+    return pickle.dumps({'prep': _preparation_data(), 'func': func_data, 'star': star},
+                        _PICKLE)
+
+
+def _preparation_data():
+    """multiprocessing.spawn.get_preparation_data() for a worker, less the
+    authkey (argv would show it), the start method (not ours) and
+    log_to_stderr, and without importing multiprocessing: that import is
+    1.8 ms of a process's first map, on the way to its first result. The
+    directory the process started in is multiprocessing's if it is
+    loaded, else the current one (what importing it now would record)."""
+    process = sys.modules.get('multiprocessing.process')
+    orig_dir = process.ORIGINAL_DIR if process is not None else os.path.abspath(os.getcwd())
+    prep = {}
+    util = sys.modules.get('multiprocessing.util')
+    if util is not None and util._logger is not None:
+        prep['log_level'] = util._logger.getEffectiveLevel()
+    sys_path = sys.path.copy()
+    if '' in sys_path:
+        sys_path[sys_path.index('')] = orig_dir
+    prep.update(name='fastmap-worker', sys_path=sys_path, sys_argv=sys.argv,
+                orig_dir=orig_dir, dir=os.getcwd())
+    main = sys.modules['__main__']
+    name = getattr(getattr(main, '__spec__', None), 'name', None)
+    path = getattr(main, '__file__', None)
+    if name is not None:
+        prep['init_main_from_name'] = name
+    elif path is not None:
+        if not os.path.isabs(path) and orig_dir is not None:
+            path = os.path.join(orig_dir, path)
+        prep['init_main_from_path'] = os.path.normpath(path)
+    return prep
 
 
 def _worker_command(data):
@@ -595,13 +622,29 @@ class _Puller:
     at the end of the run, and the next run forks as the first did.
     """
 
-    def __init__(self, fmap):
+    def __init__(self):
         from _queue import Empty, SimpleQueue   # queue.SimpleQueue, less 1 ms of imports
         self._empty = Empty
         self.queue = SimpleQueue()
-        self.thread = threading.Thread(target=self._pull, args=(fmap,),
-                                       name='fastmap-results', daemon=True)
-        self.thread.start()
+        self.native_id = None
+        self.done = None
+
+    def start(self, fmap):
+        """Starts pulling from *fmap*. A thread of _thread's, not
+        threading's, whose start() waits for the thread to run: up to a
+        millisecond while the workers just forked take both cores. It is
+        a daemon, and finish() joins it."""
+        import _thread
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        _thread.start_new_thread(self._run, (fmap,))
+
+    def _run(self, fmap):
+        self.native_id = threading.get_native_id()
+        try:
+            self._pull(fmap)
+        finally:
+            self.done.release()
 
     def _pull(self, fmap):
         while True:
@@ -627,13 +670,15 @@ class _Puller:
     def finish(self):
         """Waits for the thread, which ends with the map (or its cancel),
         and drops what the consumer did not take."""
-        self.thread.join()
+        if self.done is None:
+            return
+        self.done.acquire()
         while self.wait(0) is not None:
             pass
-        # join() returns a moment before the system ends the thread (as
-        # g_thread_join() does, see fm-map.c): wait for it, or the next run
-        # would not run alone. 100 ms at most, for a loaded machine.
-        task = f'/proc/self/task/{self.thread.native_id}'
+        # The lock is free a moment before the system ends the thread (as
+        # g_thread_join() returns, see fm-map.c): wait for it, or the next
+        # run would not run alone. 100 ms at most, for a loaded machine.
+        task = f'/proc/self/task/{self.native_id}'
         deadline = time.monotonic() + 0.1
         while os.path.exists(task) and time.monotonic() < deadline:
             time.sleep(0.0001)
@@ -660,6 +705,10 @@ class _Run:
         mapper.props.max_in_flight = _WINDOW + 64
         n = procs_limit or GLib.get_num_processors()
         n = min(n, threads_limit or n)
+        # Made before the workers fork: after it, each page this process
+        # writes first is copied (2-3 µs each), hundreds of them.
+        self.cancellable = Gio.Cancellable()
+        self.waiter = _Puller()
         if hosts:
             pass
         elif start_method == 'fork' or (start_method is None and _runs_alone()):
@@ -667,9 +716,8 @@ class _Run:
         elif start_method in (None, 'forkserver'):
             self.start_server = not _served_workers(mapper, payload, n,
                                                     wait=start_method == 'forkserver')
-        self.cancellable = Gio.Cancellable()
         self.map = mapper.map(self.cancellable)
-        self.waiter = _Puller(self.map)
+        self.waiter.start(self.map)
         self.items = items
         self.n_workers = self.map.get_n_workers()
         self.slow_window = _WINDOW
