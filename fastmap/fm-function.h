@@ -34,6 +34,33 @@ typedef GVariant *(*FmFunction) (GVariant  *task,
                                  GError   **error);
 
 /**
+ * FmBytesFunction:
+ * @task: (array length=task_len): the task's bytes, owned by fastmap
+ * @task_len: their number
+ * @user_data: (closure): the data given with the function
+ * @error: return location for the task's error
+ *
+ * An #FmFunction over bytes, for language bindings that carry their own
+ * values as bytes (Python's override pickles them): fm_worker_serve_bytes()
+ * calls it with the bytes of a task of type `ay`, and its result is the
+ * bytes of a result of type `ay`. It runs as an #FmFunction does, on the
+ * threads of the worker's #GThreadPool.
+ *
+ * In a binding, the bytes in and out are the language's own (a Python
+ * `bytes`): the function makes no call into GLib to read its task or to
+ * make its result. In Python each such call releases the interpreter's
+ * lock and takes it back, and taking it back while other threads
+ * compute waits up to the switch interval (5 ms by default) each time.
+ *
+ * Returns: (transfer full) (nullable): the result's bytes, or %NULL with
+ *   @error set
+ */
+typedef GByteArray *(*FmBytesFunction) (const guint8  *task,
+                                        gsize          task_len,
+                                        gpointer       user_data,
+                                        GError       **error);
+
+/**
  * FmSourceFunc:
  * @user_data: (closure): the data given with the function
  * @error: return location for an error

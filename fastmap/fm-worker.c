@@ -1368,6 +1368,80 @@ fm_worker_serve (FmFunction   func,
   return ok;
 }
 
+/* ---- serving bytes ---------------------------------------------------- */
+
+typedef struct
+{
+  FmBytesFunction func;
+  gpointer        user_data;
+} BytesServer;
+
+/* The FmFunction of fm_worker_serve_bytes(): `ay` in, `ay` out, and the
+ * result's bytes taken as they are (g_byte_array_free_to_bytes()). */
+static GVariant *
+bytes_call (GVariant  *task,
+            gpointer   data,
+            GError   **error)
+{
+  BytesServer *server = data;
+  g_autoptr(GBytes) out = NULL;
+  const guint8 *bytes;
+  gsize n;
+  GByteArray *result;
+
+  if (!g_variant_is_of_type (task, G_VARIANT_TYPE_BYTESTRING))
+    {
+      g_set_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT,
+                   "A task for a function of bytes is of type “%s”, not “ay”",
+                   g_variant_get_type_string (task));
+      return NULL;
+    }
+  bytes = g_variant_get_fixed_array (task, &n, 1);
+  result = server->func (bytes, n, server->user_data, error);
+  if (result == NULL)
+    return NULL;
+  out = g_byte_array_free_to_bytes (result);
+  return g_variant_new_from_bytes (G_VARIANT_TYPE_BYTESTRING, out, TRUE);
+}
+
+/**
+ * fm_worker_serve_bytes:
+ * @func: (scope call): the function to serve
+ * @user_data: (closure func): data passed to @func
+ * @error: return location for a #GError
+ *
+ * Serves @func as fm_worker_serve() serves an #FmFunction, for tasks of
+ * type `ay`: @func gets the bytes of each task and returns those of its
+ * result, of type `ay` too. A task of another type fails with
+ * %FM_ERROR_INVALID_ARGUMENT, and the run goes on.
+ *
+ * This is for language bindings that send their own values as bytes:
+ * Python's `FastMap.fast_map()` serves its pickled chunks of items so,
+ * with no call into GLib in the function to read a task or make a result
+ * (see #FmBytesFunction for why that matters). Threads, standard streams
+ * and return value are those of fm_worker_serve().
+ *
+ * Returns: %TRUE when the parent closed the stream, %FALSE with @error
+ *   set if the stream could not be used or broke the protocol
+ */
+gboolean
+fm_worker_serve_bytes (FmBytesFunction   func,
+                       gpointer          user_data,
+                       GError          **error)
+{
+  BytesServer *server;
+
+  g_return_val_if_fail (func != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  /* Left to the exit of the process, as the Worker is: a runner may
+   * still call @func once the stream has closed. */
+  server = g_new (BytesServer, 1);
+  server->func = func;
+  server->user_data = user_data;
+  return fm_worker_serve (bytes_call, server, error);
+}
+
 /* ---- serving in a main context ---------------------------------------
  *
  * Some languages can only run their functions in their main thread: gjs

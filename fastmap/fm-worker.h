@@ -25,6 +25,11 @@ gboolean    fm_worker_serve  (FmFunction   func,
                               GError     **error);
 
 FM_AVAILABLE_IN_ALL
+gboolean    fm_worker_serve_bytes (FmBytesFunction   func,
+                                   gpointer          user_data,
+                                   GError          **error);
+
+FM_AVAILABLE_IN_ALL
 void        fm_worker_serve_async  (FmFunction           func,
                                     gpointer             user_data,
                                     GDestroyNotify       destroy,

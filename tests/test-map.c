@@ -395,6 +395,78 @@ test_argv_worker (void)
   check_squares (mapper, 1000);
 }
 
+static GVariant *
+bytes_task (const char *s, gsize n)
+{
+  return g_variant_new_fixed_array (G_VARIANT_TYPE_BYTE, s, n, 1);
+}
+
+/* fm_worker_serve_bytes(): each `ay` task's bytes in, the result's out;
+ * a function's error and a task of another type fail at their index. */
+static void
+test_bytes_worker (void)
+{
+  g_autoptr(FmMapper) mapper = fm_mapper_new ((const char * const[]) { FM_TEST_WORKER, "reverse", NULL });
+  g_autoptr(FmMap) map = NULL;
+  g_autofree char *big = g_malloc (1 << 20);
+  GVariant *value;
+  GError *error = NULL;
+  guint64 index, n = 0;
+
+  for (gsize i = 0; i < 1 << 20; i++)
+    big[i] = (char) (i % 251);
+  fm_mapper_set_n_processes (mapper, 2);
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_push (map, bytes_task ("abc", 3));
+  fm_map_push (map, bytes_task ("", 0));
+  fm_map_push (map, bytes_task ("fail", 4));
+  fm_map_push (map, g_variant_new_int64 (7));
+  fm_map_push (map, bytes_task (big, 1 << 20));
+  for (guint i = 0; i < 200; i++)
+    fm_map_push (map, g_variant_new_take_string (g_strdup_printf ("%u", i)));
+  fm_map_push (map, bytes_task ("xy", 2));
+  fm_map_close (map);
+
+  while ((value = fm_map_next (map, &index, &error)) != NULL || error != NULL)
+    {
+      gsize len = 0;
+      const char *bytes = NULL;
+
+      g_assert_cmpuint (index, ==, n);
+      n++;
+      if (index == 2)
+        {
+          g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+          g_clear_error (&error);
+          continue;
+        }
+      if (index == 3 || (index >= 5 && index < 205))
+        {
+          g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+          g_assert_nonnull (strstr (error->message, "not “ay”"));
+          g_clear_error (&error);
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_true (g_variant_is_of_type (value, G_VARIANT_TYPE_BYTESTRING));
+      bytes = g_variant_get_fixed_array (value, &len, 1);
+      if (index == 0)
+        g_assert_cmpmem (bytes, len, "cba", 3);
+      else if (index == 1)
+        g_assert_cmpuint (len, ==, 0);
+      else if (index == 4)
+        {
+          g_assert_cmpuint (len, ==, 1 << 20);
+          for (gsize i = 0; i < len; i++)
+            g_assert_cmpint (bytes[i], ==, big[(1 << 20) - 1 - i]);
+        }
+      else
+        g_assert_cmpmem (bytes, len, "yx", 2);
+      g_variant_unref (value);
+    }
+  g_assert_cmpuint (n, ==, 206);
+}
+
 typedef struct
 {
   guint64 pulled;
@@ -1287,6 +1359,7 @@ main (int    argc,
   g_test_add_func ("/map/function-returns-null", test_function_returns_null);
   g_test_add_func ("/map/module-worker", test_module_worker);
   g_test_add_func ("/map/argv-worker", test_argv_worker);
+  g_test_add_func ("/map/bytes-worker", test_bytes_worker);
   g_test_add_func ("/map/source-window", test_source_window);
   g_test_add_func ("/map/endless-source", test_endless_source);
   g_test_add_func ("/map/function-prints", test_function_prints);

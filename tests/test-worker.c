@@ -2,6 +2,8 @@
  *
  * Usage: fm-test-worker MODE
  *   square       serves x → x * x with fm_worker_serve()
+ *   reverse      serves bytes → the same bytes reversed with
+ *                fm_worker_serve_bytes(); "fail" fails
  *   exit-early   exits with status 3 before saying anything
  *   few-threads  serves x → x * x after sleeping 1 ms, in a process whose
  *                address space leaves room for only a few dozen threads,
@@ -50,6 +52,26 @@ sleepy_square (GVariant  *task,
   return g_variant_new_int64 (x * x);
 }
 
+static GByteArray *
+reverse (const guint8  *task,
+         gsize          n,
+         gpointer       user_data,
+         GError       **error)
+{
+  GByteArray *out;
+
+  g_assert (strcmp (user_data, "reverse") == 0);
+  if (n == 4 && memcmp (task, "fail", 4) == 0)
+    {
+      g_set_error_literal (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "asked to fail");
+      return NULL;
+    }
+  out = g_byte_array_sized_new (n);
+  for (gsize i = 0; i < n; i++)
+    g_byte_array_append (out, &task[n - 1 - i], 1);
+  return out;
+}
+
 #ifndef UNDER_ASAN
 /* Caps the address space at what is mapped now plus @headroom bytes:
  * each thread's stack takes 8 MiB of it (sanitizers map terabytes of
@@ -81,6 +103,16 @@ main (int    argc,
 
   if (strcmp (mode, "exit-early") == 0)
     return 3;
+
+  if (strcmp (mode, "reverse") == 0)
+    {
+      if (!fm_worker_serve_bytes (reverse, (gpointer) "reverse", &error))
+        {
+          g_printerr ("fm-test-worker: %s\n", error->message);
+          return 1;
+        }
+      return 0;
+    }
 
   if (strcmp (mode, "few-threads") == 0)
     {

@@ -17,9 +17,12 @@
  * input and output. Any program becomes one with a single call:
  *
  * - fm_worker_serve() blocks and runs the function on the threads of a
- *   #GThreadPool, several tasks at once: C, Vala and Python workers (the
- *   Python override's own worker calls it, and PyGObject releases the
- *   GIL while it blocks).
+ *   #GThreadPool, several tasks at once: C, Vala and Python workers
+ *   (PyGObject releases the GIL while it blocks).
+ * - fm_worker_serve_bytes() does the same for a function of bytes
+ *   (#FmBytesFunction), tasks and results of type `ay`: for a binding
+ *   that sends its own values as bytes, such as the Python override,
+ *   whose pickles then need no call into GLib on the way in or out.
  * - fm_worker_serve_async() calls the function in the caller's main
  *   context, one task at a time, for languages that run only in their
  *   main thread, such as gjs.
@@ -49,7 +52,8 @@
  * @short_description: The function fastmap maps, and the source of tasks
  *
  * #FmFunction is the function a worker serves: a #GVariant task in, a
- * #GVariant result or a #GError out. #FmSourceFunc gives the tasks of a
+ * #GVariant result or a #GError out; #FmBytesFunction is its form over
+ * bytes, for fm_worker_serve_bytes(). #FmSourceFunc gives the tasks of a
  * map fed lazily with fm_map_set_source().
  */
 

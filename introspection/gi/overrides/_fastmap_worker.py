@@ -10,11 +10,13 @@ made, or forked from the parent, which then calls serve() in the child
 does (the parent's sys.path, working directory and main script, imported
 as __mp_main__; a forked worker imports it again too, so that a script
 behaves the same whichever way its workers start), then serves with
-FastMap.worker_serve(): each task is a pickled chunk of
-items, run on one of the threads of the worker's GThreadPool (the GIL is
-free while the C side waits), and its result a pickled
-``(elapsed, results, errors)``. Nothing raised by the function escapes a
-chunk: PyGObject would swallow it.
+FastMap.worker_serve_bytes(): each task is a pickled chunk of items, run
+on one of the threads of the worker's GThreadPool (the GIL is free while
+the C side waits), and its result a pickled ``(elapsed, results,
+errors)``. Both are Python bytes, which PyGObject converts without a call
+into GLib: each such call would release the GIL and wait to take it
+back, up to a switch interval while other threads compute. Nothing
+raised by the function escapes a chunk: PyGObject would swallow it.
 
 The GIL's switch interval grows with the number of chunks running at
 once (see _Server._enter): a thread waiting for the GIL wakes up every
@@ -162,9 +164,6 @@ class _Server:
         self.func = None
         self.star = payload['star']
         self.setup_error = None
-        from gi.repository import GLib
-        self.GLib = GLib
-        self.ay = GLib.VariantType.new('ay')
         try:
             self._prepare(payload, forked)
         except BaseException as e:  # noqa: B902 -- reported for every item
@@ -240,18 +239,18 @@ class _Server:
         return pickle.dumps((elapsed, results, errors), _PICKLE)
 
     def run_chunk(self, task, *unused):
-        """The FmFunction: runs on a GThreadPool thread."""
+        """The FmBytesFunction: runs on a GThreadPool thread. Nothing here
+        calls into GLib (see the module's docstring)."""
         t0 = time.perf_counter()
         self._enter(1)
         try:
-            items = pickle.loads(task.get_data_as_bytes().get_data())
+            items = pickle.loads(task)
             results, errors = self._run_items(items)
         except BaseException as e:  # noqa: B902 -- no item could run
             results, errors = [None], [_error_entry(0, e)]
         finally:
             self._enter(-1)
-        data = self._dumps(time.perf_counter() - t0, results, errors)
-        return self.GLib.Variant.new_from_bytes(self.ay, self.GLib.Bytes.new(data), True)
+        return self._dumps(time.perf_counter() - t0, results, errors)
 
 
 def _prepared(payload, forked):
@@ -295,13 +294,9 @@ def serve(payload, forked=False):
         except ValueError:
             pass
     server = _prepared(payload, forked)
-    # PyGObject wraps GLib.Bytes and GLib.Variant lazily, and two pool
-    # threads doing it at once can see two classes for one type ("Expected
-    # GLib.Bytes, but got gi.repository.GLib.Bytes"): do it here, first.
-    server.GLib.Variant.new_from_bytes(server.ay, server.GLib.Bytes.new(b''), True).get_data_as_bytes().get_data()
     code = 0
     try:
-        FastMap.worker_serve(server.run_chunk)
+        FastMap.worker_serve_bytes(server.run_chunk)
     except Exception as e:
         print(f'fastmap worker: {e}', file=sys.stderr)
         code = 1
