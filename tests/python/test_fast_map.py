@@ -315,6 +315,38 @@ def test_a_forked_workers_script_comes_from_its_bytecode_cache(tmp_path):
     assert run(33)['values'] == [33]
 
 
+PRINTS = """
+import sys
+import gi
+gi.require_version('FastMap', '1.0')
+from gi.repository import FastMap
+
+
+def say(x):
+    print('item', x, 'says hello')
+    return x
+
+
+if __name__ == '__main__':
+    assert list(FastMap.fast_map(say, range(60), start_method=sys.argv[1])) == list(range(60))
+"""
+
+
+@pytest.mark.parametrize('start_method', ['fork', 'spawn'])
+def test_what_the_function_prints_is_not_lost(tmp_path, start_method):
+    # A worker's stdout is block-buffered (it is no terminal), and the
+    # workers are killed once their results are in: each line must be
+    # out by then.
+    script = tmp_path / 'prints.py'
+    script.write_text(PRINTS)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}
+    out = subprocess.run([sys.executable, str(script), start_method], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    said = sorted(line for line in out.stderr.splitlines() if line.endswith('says hello'))
+    assert said == sorted(f'item {x} says hello' for x in range(60)), out.stderr
+
+
 def test_a_caller_with_threads_has_its_workers_forked_by_the_fork_server():
     runs = run_start_methods('with-a-thread', 'with-a-thread-served', 'kill-fork-server',
                              'with-a-thread-after-a-kill', 'with-a-thread-served-again',

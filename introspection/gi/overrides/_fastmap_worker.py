@@ -294,6 +294,14 @@ def serve(payload, forked=False):
         except ValueError:
             pass
     server = _prepared(payload, forked)
+    # What the function prints goes to stderr (FastMap.worker_serve_bytes()
+    # moves stdout there), a line at a time as it does to a terminal: the
+    # parent kills its workers once it has their results, and a buffer
+    # not written by then would be lost.
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):     # not a TextIOWrapper, or closed
+        pass
     code = 0
     try:
         FastMap.worker_serve_bytes(server.run_chunk)
