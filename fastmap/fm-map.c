@@ -1656,8 +1656,12 @@ fm_map_finalize (GObject *object)
 {
   FmMap *self = FM_MAP (object);
 
-  for (guint64 i = 0; i <= self->mask; i++)
-    slot_clear (&self->slots[i]);
+  /* Only slots of tasks dispatched and not delivered hold anything: the
+   * rest of the ring may never have been touched (its pages are not even
+   * mapped yet), and clearing it all would map it, 384 KiB for Python's
+   * window. */
+  for (guint64 i = self->base; i < self->dispatch_next; i++)
+    slot_clear (slot_at (self, i));
   g_free (self->slots);
   g_free (self->done_queue);
   for (guint i = self->pending_head; i < self->pending->len; i++)
