@@ -948,7 +948,10 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     child can then hang on a lock that another thread held at the fork
     (one that has not answered in 30 s is killed, and a spawned one runs
     its items). Either way the main script is imported again as
-    ``__mp_main__``; a worker forked from this process holds the modules
+    ``__mp_main__`` (for forked workers, its bytecode is cached in
+    ``__pycache__`` as an imported module's is, unless
+    ``sys.dont_write_bytecode`` is set); a worker forked from this
+    process holds the modules
     imported so far, in the state they have at the call, and the files
     this process has open. Workers on other *hosts*, and those that
     replace a worker that died, are always spawned.
