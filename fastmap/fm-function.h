@@ -35,7 +35,8 @@ typedef GVariant *(*FmFunction) (GVariant  *task,
 
 /**
  * FmBytesFunction:
- * @task: (array length=task_len): the task's bytes, owned by fastmap
+ * @task: (array length=task_len): the task's bytes, owned by fastmap and
+ *   valid until the function returns
  * @task_len: their number
  * @user_data: (closure): the data given with the function
  * @error: return location for the task's error
@@ -43,8 +44,9 @@ typedef GVariant *(*FmFunction) (GVariant  *task,
  * An #FmFunction over bytes, for language bindings that carry their own
  * values as bytes (Python's override pickles them): fm_worker_serve_bytes()
  * calls it with the bytes of a task of type `ay`, and its result is the
- * bytes of a result of type `ay`. It runs as an #FmFunction does, on the
- * threads of the worker's #GThreadPool.
+ * bytes of a result of type `ay`. It runs as an #FmFunction does, in a
+ * worker process, on the threads of its #GThreadPool, several at once:
+ * it must be safe to call from several threads.
  *
  * In a binding, the bytes in and out are the language's own (a Python
  * `bytes`): the function makes no call into GLib to read its task or to
@@ -52,8 +54,8 @@ typedef GVariant *(*FmFunction) (GVariant  *task,
  * lock and takes it back, and taking it back while other threads
  * compute waits up to the switch interval (5 ms by default) each time.
  *
- * Returns: (transfer full) (nullable): the result's bytes, or %NULL with
- *   @error set
+ * Returns: (transfer full) (nullable): the result's bytes, which fastmap
+ *   takes (and frees), or %NULL with @error set
  */
 typedef GByteArray *(*FmBytesFunction) (const guint8  *task,
                                         gsize          task_len,

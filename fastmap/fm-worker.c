@@ -1418,8 +1418,14 @@ bytes_call (GVariant  *task,
  * This is for language bindings that send their own values as bytes:
  * Python's `FastMap.fast_map()` serves its pickled chunks of items so,
  * with no call into GLib in the function to read a task or make a result
- * (see #FmBytesFunction for why that matters). Threads, standard streams
- * and return value are those of fm_worker_serve().
+ * (see #FmBytesFunction for why that matters).
+ *
+ * As with fm_worker_serve(): @func runs on the threads of the pool,
+ * several at once, never in the thread that called this; standard input
+ * and output are moved off the protocol at the start; and when the parent
+ * closes the stream this returns at once, while threads may still be in
+ * the function: so @func and @user_data must stay valid until the process
+ * exits, which it should do then.
  *
  * Returns: %TRUE when the parent closed the stream, %FALSE with @error
  *   set if the stream could not be used or broke the protocol
