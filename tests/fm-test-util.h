@@ -23,6 +23,23 @@ fm_test_square (GVariant  *task,
   return g_variant_new_int64 (x * x);
 }
 
+/* Computes, without a system call, for @us microseconds. */
+static inline void
+fm_test_spin_us (gint64 us)
+{
+  gint64 until = g_get_monotonic_time () + us;
+
+  while (g_get_monotonic_time () < until)
+    ;
+}
+
+/* Whether the test runs under valgrind (meson's "valgrind" setup). */
+static inline gboolean
+fm_test_under_valgrind (void)
+{
+  return g_getenv ("FASTMAP_UNDER_VALGRIND") != NULL;
+}
+
 /* A mapper whose workers are re-executed copies of the test serving @func. */
 static inline FmMapper *
 fm_test_mapper_for (FmFunction func,

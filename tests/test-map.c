@@ -926,10 +926,7 @@ threads_after_computing (GVariant  *task,
                          gpointer   user_data,
                          GError   **error)
 {
-  gint64 end = g_get_monotonic_time () + 50;
-
-  while (g_get_monotonic_time () < end)
-    ;
+  fm_test_spin_us (50);
   if (g_variant_get_int64 (task) % 500 != 0)
     return g_variant_new_int64 (0);
   return g_variant_new_int64 (threads_of_this_process ());
@@ -953,7 +950,7 @@ test_pauses_of_the_consumer_start_no_threads (void)
    * (19 and 33 were seen); the worker this test caught doubled them at
    * each of the 20 pauses, to hundreds (515). */
   g_assert_cmpint (push_and_take_pausing (map, 40000, 2000, 30000), <,
-                   g_getenv ("FASTMAP_UNDER_VALGRIND") != NULL ? 48 : 24);
+                   fm_test_under_valgrind () ? 48 : 24);
 }
 
 static void

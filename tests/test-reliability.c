@@ -36,10 +36,7 @@ spin_twice (GVariant  *task,
             gpointer   user_data,
             GError   **error)
 {
-  gint64 until = g_get_monotonic_time () + 20;
-
-  while (g_get_monotonic_time () < until)
-    ;
+  fm_test_spin_us (20);
   return g_variant_new_int64 (2 * g_variant_get_int64 (task));
 }
 
@@ -164,12 +161,6 @@ hang_always (GVariant  *task,
 
 /* ---- helpers -------------------------------------------------------- */
 
-static gboolean
-under_valgrind (void)
-{
-  return g_getenv ("FASTMAP_UNDER_VALGRIND") != NULL;
-}
-
 /* The one bound on wall time these tests use: a hang is a failure, not
  * a stuck CI job. */
 static void
@@ -186,7 +177,7 @@ static void
 watchdog (guint seconds)
 {
   signal (SIGALRM, on_alarm);
-  alarm (under_valgrind () ? seconds * 10 : seconds);
+  alarm (fm_test_under_valgrind () ? seconds * 10 : seconds);
 }
 
 static FmMapper *
@@ -430,7 +421,7 @@ test_stress_kill (void)
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GThread) thread = NULL;
   Killer k = { 0 };
-  guint64 n = under_valgrind () ? 10000 : 100000;
+  guint64 n = fm_test_under_valgrind () ? 10000 : 100000;
 
   watchdog (120);
   /* Random kills may hit a task in any number of workers in a row: this
@@ -568,7 +559,7 @@ test_crash_every_task (void)
 static guint
 timeout_ms (void)
 {
-  return under_valgrind () ? 3000 : 500;
+  return fm_test_under_valgrind () ? 3000 : 500;
 }
 
 /* How long a stuck-worker test may take before it counts as hung: each
@@ -577,7 +568,7 @@ timeout_ms (void)
 static guint
 stuck_deadline_s (void)
 {
-  return under_valgrind () ? 120 : 15;
+  return fm_test_under_valgrind () ? 120 : 15;
 }
 
 static void
@@ -678,7 +669,7 @@ test_timeout_not_reached (void)
   g_autoptr(GArray) all = NULL;
   const guint n = 200;
 
-  if (!set_task_timeout (mapper, under_valgrind () ? 5000 : 1000))
+  if (!set_task_timeout (mapper, fm_test_under_valgrind () ? 5000 : 1000))
     return;
   watchdog (120);
   map = start_map (mapper, NULL, n, 100);
@@ -760,7 +751,7 @@ test_timeout_stopped_worker (void)
   g_mutex_unlock (&r.lock);
   g_thread_join (g_steal_pointer (&thread));
   g_clear_object (&map);
-  g_assert_true (fm_test_process_gone (pids[0], under_valgrind () ? 30000 : 5000));
+  g_assert_true (fm_test_process_gone (pids[0], fm_test_under_valgrind () ? 30000 : 5000));
   if (r.rescued)
     g_test_fail_printf ("a stopped worker was not timed out: the test killed it after %u s", stuck_deadline_s ());
   alarm (0);
@@ -797,7 +788,7 @@ assert_no_child (const GPid *pids,
       g_autoptr(GArray) kids = NULL;
 
       /* Reaping happens in GLib's worker thread, slow under valgrind. */
-      g_assert_true (fm_test_process_gone (pids[i], under_valgrind () ? 30000 : 20000));
+      g_assert_true (fm_test_process_gone (pids[i], fm_test_under_valgrind () ? 30000 : 20000));
       kids = children_of (getpid ());
       for (guint j = 0; j < kids->len; j++)
         if (g_array_index (kids, GPid, j) == pids[i])
@@ -1200,7 +1191,7 @@ test_threads_unlimited (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (sleeper, 2);
   g_autoptr(FmMap) map = NULL;
-  guint64 n = under_valgrind () ? 10000 : 100000, expected = 0, index;
+  guint64 n = fm_test_under_valgrind () ? 10000 : 100000, expected = 0, index;
   GError *error = NULL;
   GVariant *value;
 
@@ -1226,7 +1217,7 @@ test_threads_refused (void)
   g_autoptr(FmMapper) mapper = fm_mapper_new ((const char * const[]) { FM_TEST_WORKER, "few-threads", NULL });
   g_autoptr(FmMap) map = NULL;
   g_autoptr(GArray) all = NULL;
-  guint n = under_valgrind () ? 2000 : 20000;
+  guint n = fm_test_under_valgrind () ? 2000 : 20000;
 
   watchdog (240);
   fm_mapper_set_n_processes (mapper, 2);
