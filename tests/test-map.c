@@ -578,17 +578,29 @@ test_mixed_types (void)
   g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   g_autoptr(GPtrArray) values = NULL;
 
-  for (guint i = 0; i < 300; i++)
+  /* Runs of one type and changes of type, for every basic type of a
+   * fixed size (a worker sends those as bytes) among others. */
+  for (guint i = 0; i < 600; i++)
     {
       GVariant *v;
 
-      switch (i % 5)
+      switch (i % 15 < 10 ? i % 5 : 5 + (i / 15) % 11)
         {
         case 0: v = g_variant_new_int64 (i); break;
         case 1: v = g_variant_new_string ("a string"); break;
         case 2: v = g_variant_new ("(sdb)", "tuple", i / 3.0, i % 2); break;
         case 3: v = g_variant_new_parsed ("{'key': <[1, 2, 3]>}"); break;
-        default: v = g_variant_new_string (""); break;
+        case 4: v = g_variant_new_string (""); break;
+        case 5: v = g_variant_new_boolean (i % 2); break;
+        case 6: v = g_variant_new_byte (i % 256); break;
+        case 7: v = g_variant_new_int16 (-(gint16) i); break;
+        case 8: v = g_variant_new_uint16 (i); break;
+        case 9: v = g_variant_new_int32 (-(gint32) i * 1000); break;
+        case 10: v = g_variant_new_uint32 (i * 1000); break;
+        case 11: v = g_variant_new_handle (i); break;
+        case 12: v = g_variant_new_uint64 (G_MAXUINT64 - i); break;
+        case 13: v = g_variant_new_double (i / 7.0); break;
+        default: v = g_variant_new_int64 (G_MININT64 + i); break;
         }
       g_ptr_array_add (tasks, g_variant_ref_sink (v));
       fm_map_push (map, v);
