@@ -842,10 +842,15 @@ dispatch_locked (FmMap *self)
 
 /* ---- reading a worker ---------------------------------------------- */
 
+/* @values: a GVariant per result of @batch, made by the reader before it
+ * took the lock: a frame of tiny results holds thousands, and the
+ * consumer and the producer would wait while each is allocated. The
+ * slots take them; the caller drops what is left after an error. */
 static gboolean
 apply_results_locked (FmMap       *self,
                       Proc        *p,
                       FmWireBatch *batch,
+                      GVariant   **values,
                       GError     **error)
 {
   for (guint i = 0; i < batch->count; i++)
@@ -863,7 +868,7 @@ apply_results_locked (FmMap       *self,
         }
       p->outstanding--;
       p->isolating = p->isolating && p->outstanding > 0;
-      complete_slot_locked (self, index, g_variant_get_child_value (batch->values, i), NULL);
+      complete_slot_locked (self, index, g_steal_pointer (&values[i]), NULL);
     }
   p->credit = MAX (batch->credit, 1);
   return TRUE;
@@ -908,6 +913,9 @@ handle_frame (FmMap   *self,
   FmWireHello hello;
   guint64 index;
   gboolean ok;
+  GVariant *stack_values[256];
+  g_autofree GVariant **heap_values = NULL;
+  GVariant **values = NULL;
 
   if (!p->said_hello && kind != FM_FRAME_HELLO)
     {
@@ -942,9 +950,13 @@ handle_frame (FmMap   *self,
     case FM_FRAME_RESULTS:
       if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
         return FALSE;
+      values = batch.count <= G_N_ELEMENTS (stack_values)
+        ? stack_values : (heap_values = g_new (GVariant *, batch.count));
+      for (guint i = 0; i < batch.count; i++)
+        values[i] = g_variant_get_child_value (batch.values, i);
       g_mutex_lock (&self->lock);
       p->quiet_since = g_get_monotonic_time ();
-      ok = apply_results_locked (self, p, &batch, error);
+      ok = apply_results_locked (self, p, &batch, values, error);
       break;
 
     case FM_FRAME_ERROR:
@@ -966,6 +978,8 @@ handle_frame (FmMap   *self,
   if (ready_locked (self))
     wake_locked (self);
   g_mutex_unlock (&self->lock);
+  for (guint i = 0; values != NULL && i < batch.count; i++)
+    g_clear_pointer (&values[i], g_variant_unref);
   fm_wire_batch_clear (&batch);
   return ok;
 }
