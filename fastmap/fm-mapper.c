@@ -930,8 +930,8 @@ resolve_hosts (FmMapper    *self,
  *
  * Gives @self a worker that the caller started itself, for the next
  * fm_mapper_map() to use instead of starting one of #FmMapper:argv. A
- * language binding that can fork its interpreter uses this: FastMap's
- * Python fast_map() forks its workers from the caller, which is about
+ * language binding that can fork its interpreter uses this: Python's
+ * `FastMap.fast_map` forks its workers from the caller, which is about
  * ten times faster than starting an interpreter and importing gi.
  *
  * The next map uses the workers given this way, in that order, for its
