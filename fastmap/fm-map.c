@@ -640,14 +640,17 @@ proc_sent (Proc     *p,
     proc_kill (p);
 }
 
+/* @sizes: the values' sizes, or NULL (each g_variant_get_size() takes
+ * the value's lock). */
 static void
 send_tasks (Proc           *p,
             const guint64  *indexes,
             GVariant      **values,
+            const gsize    *sizes,
             guint           count)
 {
   proc_sent (p, count,
-             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, NULL, count, 0, NULL));
+             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, sizes, count, 0, NULL));
 }
 
 /* Sends the next tasks as they are, when they are numbers of a pushed
@@ -707,6 +710,8 @@ send_batch_locked (FmMap *self,
 {
   guint64 indexes[256];
   GVariant *values[256];
+  gsize sizes[256];
+  const char *type = NULL;  /* of values[0] */
   guint count = 0, sent = 0;
   gsize bytes = 0;
   guint64 index;
@@ -714,13 +719,14 @@ send_batch_locked (FmMap *self,
 
   for (;;)
     {
+      const char *task_type;
       gsize size;
       Slot *s;
 
       if (sent < n && self->retry->len == 0 && send_slice_locked (self, p, n - sent, &sent))
         {
           if (count > 0)
-            send_tasks (p, indexes, values, count);
+            send_tasks (p, indexes, values, sizes, count);
           count = 0;
           bytes = 0;
           continue;
@@ -739,24 +745,29 @@ send_batch_locked (FmMap *self,
                                          index, size, MAX_BATCH_BYTES));
           continue;
         }
+      /* Tasks of one basic type have one type string of GLib's. */
+      task_type = g_variant_get_type_string (task);
       if (count > 0 &&
           (count == G_N_ELEMENTS (values) || bytes + size > MAX_BATCH_BYTES ||
-           !g_str_equal (g_variant_get_type_string (values[0]), g_variant_get_type_string (task))))
+           (task_type != type && !g_str_equal (type, task_type))))
         {
-          send_tasks (p, indexes, values, count);
+          send_tasks (p, indexes, values, sizes, count);
           count = 0;
           bytes = 0;
         }
+      if (count == 0)
+        type = task_type;
       s->state = SLOT_SENT;
       s->worker = p->id;
       p->outstanding++;
       indexes[count] = index;
+      sizes[count] = size;
       values[count++] = task;
       bytes += size;
       sent++;
     }
   if (count > 0)
-    send_tasks (p, indexes, values, count);
+    send_tasks (p, indexes, values, sizes, count);
 }
 
 /* Gives each suspect a worker of its own, where a death is its own. */
@@ -779,7 +790,7 @@ dispatch_suspects_locked (FmMap *self)
       p->outstanding = 1;
       p->isolating = TRUE;
       slot_task (s);
-      send_tasks (p, &index, &s->task, 1);
+      send_tasks (p, &index, &s->task, NULL, 1);
     }
 }
 
