@@ -1983,8 +1983,11 @@ fm_map_push (FmMap    *self,
     }
   add_task_locked (self, task);
   at_workers = self->dispatch_next - self->n_delivered;
-  if (self->n_pending >= PUSH_BATCH ||
-      at_workers < PUSH_EAGER * self->procs->len)
+  /* With the window full, only a result taken frees room, and the
+   * consumer dispatches then: a producer ahead of the workers would look
+   * at every worker on every push for nothing. */
+  if ((self->n_pending >= PUSH_BATCH || at_workers < PUSH_EAGER * self->procs->len) &&
+      self->dispatch_next < self->base + self->config.max_in_flight)
     dispatch_locked (self);
   g_mutex_unlock (&self->lock);
 }
