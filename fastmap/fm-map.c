@@ -95,10 +95,15 @@
 #define HELLO_TIMEOUT_ENV "FASTMAP_HELLO_TIMEOUT_MS"
 /* A push dispatches at once while workers hold fewer than this many
  * tasks each; past that, pushes gather into batches that go out when a
- * result comes back, when PUSH_BATCH tasks wait, or when the input ends. */
+ * result comes back, when PUSH_BATCH tasks wait, when the input ends, or
+ * PUSH_FLUSH_US after the first of them, whichever comes first: then the
+ * consumer waiting in fm_map_next(), the signal source or an async
+ * waiter sends them. (Without the last, tasks that wait for tasks pushed
+ * after them waited for ever, or for their own timeout.) */
 #define SEND_TIMEOUT_S   10
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
+#define PUSH_FLUSH_US    1000
 
 typedef enum
 {
@@ -230,6 +235,8 @@ struct _FmMap
   gboolean      pull_mode;        /* next() or next_async() was called */
   gboolean      finished_emitted;
   guint         n_waiting;        /* threads in g_cond_wait() */
+  gint64        flush_at;         /* monotonic µs by which pushed tasks that wait
+                                   * for a batch go out anyway, 0: none */
   GQueue        async_waiters;    /* GTask* of next_async() */
   GThread      *watchdog;         /* with a task-timeout: times out silent workers */
 };
@@ -803,6 +810,9 @@ batch_min_locked (FmMap *self)
 static void
 dispatch_locked (FmMap *self)
 {
+  /* What stays pending after this waits for room in the window or at a
+   * worker, which a result taken or given back brings, with a dispatch. */
+  self->flush_at = 0;
   if (self->fatal != NULL || self->stopping)
     return;
 
@@ -1949,6 +1959,31 @@ _fm_map_new (const FmMapConfig *config,
 
 /* ---- the public API ------------------------------------------------ */
 
+/* Pushed tasks wait for a batch: someone sends them by PUSH_FLUSH_US from
+ * now. The consumer in fm_map_next() waits until then instead of for
+ * ever; the signal source dispatches then; an async waiter tries again
+ * then (retry_async() dispatches). Once per batch, not per push. */
+static void
+arm_flush_locked (FmMap *self)
+{
+  self->flush_at = g_get_monotonic_time () + PUSH_FLUSH_US;
+  if (self->n_waiting > 0)
+    g_cond_broadcast (&self->cond);
+  if (!self->pull_mode && self->signal_source != NULL)
+    {
+      gint64 ready = g_source_get_ready_time (self->signal_source);
+
+      if (ready < 0 || ready > self->flush_at)
+        g_source_set_ready_time (self->signal_source, self->flush_at);
+    }
+  if (self->async_waiters.length > 0)
+    {
+      GTask *task = g_queue_pop_head (&self->async_waiters);
+
+      _fm_post_after (g_task_get_context (task), PUSH_FLUSH_US / 1000, retry_async, task);
+    }
+}
+
 /**
  * fm_map_push:
  * @self: an #FmMap
@@ -1961,6 +1996,13 @@ _fm_map_new (const FmMapConfig *config,
  * Pushing never blocks: tasks beyond #FmMapper:max-in-flight wait in the
  * map. To bound memory with an input of unknown length, use
  * fm_map_set_source().
+ *
+ * Tasks pushed close together travel to the workers in batches. While
+ * the results are waited for (fm_map_next(), fm_map_next_async() or the
+ * signals) and the window has room, a task waits at most about a
+ * millisecond for others to join it: it starts without a later push, a
+ * result or fm_map_close(), so tasks may wait for tasks pushed after
+ * them.
  */
 void
 fm_map_push (FmMap    *self,
@@ -1986,9 +2028,13 @@ fm_map_push (FmMap    *self,
   /* With the window full, only a result taken frees room, and the
    * consumer dispatches then: a producer ahead of the workers would look
    * at every worker on every push for nothing. */
-  if ((self->n_pending >= PUSH_BATCH || at_workers < PUSH_EAGER * self->procs->len) &&
-      self->dispatch_next < self->base + self->config.max_in_flight)
-    dispatch_locked (self);
+  if (self->dispatch_next < self->base + self->config.max_in_flight)
+    {
+      if (self->n_pending >= PUSH_BATCH || at_workers < PUSH_EAGER * self->procs->len)
+        dispatch_locked (self);
+      else if (self->flush_at == 0)
+        arm_flush_locked (self);
+    }
   g_mutex_unlock (&self->lock);
 }
 
@@ -2195,7 +2241,10 @@ fm_map_next (FmMap    *self,
   while (!next_locked (self, &i, &value, &task_error))
     {
       self->n_waiting++;
-      g_cond_wait (&self->cond, &self->lock);
+      if (self->flush_at > 0)
+        g_cond_wait_until (&self->cond, &self->lock, self->flush_at);
+      else
+        g_cond_wait (&self->cond, &self->lock);
       self->n_waiting--;
     }
   g_mutex_unlock (&self->lock);

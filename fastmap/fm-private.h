@@ -93,4 +93,20 @@ _fm_post (GMainContext *context,
   g_source_unref (idle);
 }
 
+/* The same, @ms milliseconds from now. */
+static inline void
+_fm_post_after (GMainContext *context,
+                guint         ms,
+                GSourceFunc   func,
+                gpointer      data)
+{
+  GSource *timeout = g_timeout_source_new (ms);
+
+  g_source_set_priority (timeout, G_PRIORITY_DEFAULT);
+  g_source_set_callback (timeout, func, data, NULL);
+  g_source_set_static_name (timeout, "[fastmap] post after");
+  g_source_attach (timeout, context);
+  g_source_unref (timeout);
+}
+
 G_END_DECLS

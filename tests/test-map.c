@@ -12,6 +12,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <glib/gstdio.h>
+
 #include <fastmap.h>
 
 #include "fm-test-util.h"
@@ -611,6 +613,31 @@ test_mixed_types (void)
   g_assert_cmpuint (values->len, ==, tasks->len);
   for (guint i = 0; i < values->len; i++)
     g_assert_true (g_variant_equal (values->pdata[i], tasks->pdata[i]));
+}
+
+/* Task (sut): appends a byte to the file at path s, then waits until
+ * the file holds u bytes (all the tasks have started) or 10 s passed;
+ * returns how many it held. */
+static GVariant *
+arrive_and_wait (GVariant  *task,
+                 gpointer   user_data,
+                 GError   **error)
+{
+  const char *path;
+  guint32 n;
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  GStatBuf st = { 0 };
+  FILE *f;
+
+  g_variant_get (task, "(&su)", &path, &n);
+  f = fopen (path, "a");
+  g_assert_nonnull (f);
+  fputc ('.', f);
+  fclose (f);
+  while (g_stat (path, &st) == 0 && st.st_size < (goffset) n &&
+         g_get_monotonic_time () < deadline)
+    g_usleep (2000);
+  return g_variant_new_uint32 ((guint32) st.st_size);
 }
 
 static GVariant *
@@ -1242,6 +1269,89 @@ test_signals (void)
   collect_clear (&c);
 }
 
+typedef struct
+{
+  FmMap      *map;
+  const char *path;
+  guint       n;
+  gboolean    all_arrived;
+} Pusher;
+
+/* Pushes the tasks one by one, each after the consumer has had time to go
+ * to sleep, and closes the input once all of them have started (closing
+ * sends what waits). */
+static gpointer
+push_slowly (gpointer data)
+{
+  Pusher *p = data;
+  gint64 deadline;
+
+  for (guint i = 0; i < p->n; i++)
+    {
+      g_usleep (20 * 1000);
+      fm_map_push (p->map, g_variant_new ("(su)", p->path, p->n));
+    }
+  deadline = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  while (!p->all_arrived && g_get_monotonic_time () < deadline)
+    {
+      GStatBuf st = { 0 };
+
+      p->all_arrived = g_stat (p->path, &st) == 0 && st.st_size >= p->n;
+      g_usleep (2000);
+    }
+  fm_map_close (p->map);
+  return NULL;
+}
+
+/* Tasks pushed one by one while the consumer waits, in fm_map_next(), in
+ * fm_map_next_async() or for the signals, and that each wait for all the
+ * others to start: every push must go out without another push, a result
+ * or the end of the input to send it. (Pushes past the first few per
+ * worker waited for one of those, and so these for their deadline:
+ * Python's fast_map() hit it when a ping was pushed just after its
+ * consumer had gone to sleep.) */
+static void
+test_pushes_go_out_while_nothing_comes_back (gconstpointer data)
+{
+  const char *how = data;
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (arrive_and_wait, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autofree char *dir = g_dir_make_tmp ("fm-test-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "arrived", NULL);
+  Pusher pusher = { map, path, 12, FALSE };
+  g_autoptr(GPtrArray) values = NULL;
+  GThread *thread;
+  Collect c;
+
+  collect_init (&c);
+  c.map = map;
+  g_assert_true (g_file_set_contents (path, "", 0, NULL));
+  if (g_str_equal (how, "signals"))
+    {
+      g_signal_connect (map, "result", G_CALLBACK (on_result), &c);
+      g_signal_connect (map, "finished", G_CALLBACK (on_finished), &c);
+    }
+  thread = g_thread_new ("pusher", push_slowly, &pusher);
+  if (g_str_equal (how, "next"))
+    values = take_all (map, NULL);
+  else
+    {
+      if (g_str_equal (how, "async"))
+        fm_map_next_async (map, NULL, on_next, &c);
+      g_main_loop_run (c.loop);
+      values = g_ptr_array_ref (c.values);
+    }
+  g_thread_join (thread);
+
+  g_assert_true (pusher.all_arrived);
+  g_assert_cmpuint (values->len, ==, pusher.n);
+  for (guint i = 0; i < pusher.n; i++)
+    g_assert_cmpuint (g_variant_get_uint32 (values->pdata[i]), ==, pusher.n);
+  collect_clear (&c);
+  g_unlink (path);
+  g_rmdir (dir);
+}
+
 static gpointer
 cancel_later (gpointer data)
 {
@@ -1378,6 +1488,12 @@ main (int    argc,
   g_test_add_func ("/map/endless-source", test_endless_source);
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
+  g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/next",
+                        "next", test_pushes_go_out_while_nothing_comes_back);
+  g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/async",
+                        "async", test_pushes_go_out_while_nothing_comes_back);
+  g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/signals",
+                        "signals", test_pushes_go_out_while_nothing_comes_back);
   g_test_add_func ("/map/empty", test_empty);
   g_test_add_func ("/map/huge-result", test_huge_result);
   g_test_add_func ("/map/push-array", test_push_array);
