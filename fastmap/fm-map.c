@@ -96,10 +96,8 @@
 /* A push dispatches at once while workers hold fewer than this many
  * tasks each; past that, pushes gather into batches that go out when a
  * result comes back, when PUSH_BATCH tasks wait, when the input ends, or
- * PUSH_FLUSH_US after the first of them, whichever comes first: then the
- * consumer waiting in fm_map_next(), the signal source or an async
- * waiter sends them. (Without the last, tasks that wait for tasks pushed
- * after them waited for ever, or for their own timeout.) */
+ * when someone waits for results: see arm_flush_locked(). (Without the
+ * last, tasks that wait for tasks pushed after them waited for ever.) */
 #define SEND_TIMEOUT_S   10
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
@@ -236,7 +234,7 @@ struct _FmMap
   gboolean      finished_emitted;
   guint         n_waiting;        /* threads in g_cond_wait() */
   gint64        flush_at;         /* monotonic µs by which pushed tasks that wait
-                                   * for a batch go out anyway, 0: none */
+                                   * for a batch go out, 0: none waits */
   GQueue        async_waiters;    /* GTask* of next_async() */
   GThread      *watchdog;         /* with a task-timeout: times out silent workers */
 };
@@ -1959,10 +1957,12 @@ _fm_map_new (const FmMapConfig *config,
 
 /* ---- the public API ------------------------------------------------ */
 
-/* Pushed tasks wait for a batch: someone sends them by PUSH_FLUSH_US from
- * now. The consumer in fm_map_next() waits until then instead of for
- * ever; the signal source dispatches then; an async waiter tries again
- * then (retry_async() dispatches). Once per batch, not per push. */
+/* Pushed tasks wait for a batch: someone who waits for results sends
+ * them. A consumer asleep in fm_map_next() is woken, and dispatches as it
+ * looks again (by then more pushes have joined them); the signal source
+ * runs, and an async waiter tries again, PUSH_FLUSH_US from now, and
+ * dispatch. Once per batch, not per push: dispatch_locked() clears
+ * flush_at. */
 static void
 arm_flush_locked (FmMap *self)
 {
@@ -2241,10 +2241,7 @@ fm_map_next (FmMap    *self,
   while (!next_locked (self, &i, &value, &task_error))
     {
       self->n_waiting++;
-      if (self->flush_at > 0)
-        g_cond_wait_until (&self->cond, &self->lock, self->flush_at);
-      else
-        g_cond_wait (&self->cond, &self->lock);
+      g_cond_wait (&self->cond, &self->lock);
       self->n_waiting--;
     }
   g_mutex_unlock (&self->lock);

@@ -75,38 +75,32 @@ FmStderrForward *_fm_stderr_forward_new (GInputStream    *stream,
 char            *_fm_stderr_forward_end (FmStderrForward *fwd,
                                          guint            timeout_ms);
 
-/* Runs @func in @context, always later and never in the calling thread.
+/* Runs @func in @context @ms milliseconds from now (0: at its next
+ * iteration), always later and never in the calling thread.
  * (g_main_context_invoke() runs it at once in any thread that can acquire
  * @context: a reader thread holding the map's lock would deadlock, and
  * gjs refuses calls from threads other than its own.) */
-static inline void
-_fm_post (GMainContext *context,
-          GSourceFunc   func,
-          gpointer      data)
-{
-  GSource *idle = g_idle_source_new ();
-
-  g_source_set_priority (idle, G_PRIORITY_DEFAULT);
-  g_source_set_callback (idle, func, data, NULL);
-  g_source_set_static_name (idle, "[fastmap] post");
-  g_source_attach (idle, context);
-  g_source_unref (idle);
-}
-
-/* The same, @ms milliseconds from now. */
 static inline void
 _fm_post_after (GMainContext *context,
                 guint         ms,
                 GSourceFunc   func,
                 gpointer      data)
 {
-  GSource *timeout = g_timeout_source_new (ms);
+  GSource *source = ms == 0 ? g_idle_source_new () : g_timeout_source_new (ms);
 
-  g_source_set_priority (timeout, G_PRIORITY_DEFAULT);
-  g_source_set_callback (timeout, func, data, NULL);
-  g_source_set_static_name (timeout, "[fastmap] post after");
-  g_source_attach (timeout, context);
-  g_source_unref (timeout);
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_static_name (source, "[fastmap] post");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+static inline void
+_fm_post (GMainContext *context,
+          GSourceFunc   func,
+          gpointer      data)
+{
+  _fm_post_after (context, 0, func, data);
 }
 
 G_END_DECLS
