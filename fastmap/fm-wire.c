@@ -331,30 +331,6 @@ fm_wire_fixed_size (const char *type)
     }
 }
 
-/* @type, a type of fm_wire_fixed_size(), as a string of ours that lives
- * as long as the process (a value's own type string goes with it); NULL
- * for another type. */
-const char *
-fm_wire_fixed_type (const char *type)
-{
-  if (fm_wire_fixed_size (type) == 0)
-    return NULL;
-  switch (type[0])
-    {
-    case 'b': return "b";
-    case 'y': return "y";
-    case 'n': return "n";
-    case 'q': return "q";
-    case 'i': return "i";
-    case 'u': return "u";
-    case 'h': return "h";
-    case 'x': return "x";
-    case 't': return "t";
-    case 'd': return "d";
-    default:  return NULL;
-    }
-}
-
 gboolean
 fm_wire_write_raw_batch (int             fd,
                          FmFrameKind     kind,

@@ -122,7 +122,6 @@ gboolean  fm_wire_write_raw_batch (int                fd,
                                   guint32            credit,
                                   GError           **error);
 gsize     fm_wire_fixed_size     (const char        *type);
-const char *fm_wire_fixed_type   (const char        *type);
 gboolean  fm_wire_parse_batch    (GBytes            *payload,
                                   gboolean           swap,
                                   FmWireBatch       *batch,

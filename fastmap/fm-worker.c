@@ -96,11 +96,11 @@ typedef struct
 typedef struct
 {
   guint64      index;
-  GVariant    *value;   /* owned; NULL for a number or an error */
+  GVariant    *value;   /* owned, for a result that is not a number */
   GError      *error;   /* owned, for an error */
   gsize        size;    /* of the value or the number */
-  const char  *type;    /* of a number: fm_wire_fixed_type() */
-  guint64      number;  /* its bytes, the first @size of these */
+  guint64      number;  /* a number's bytes, the first @size of these */
+  char         type;    /* a number's type ('x'...), else 0 */
 } Out;
 
 /* What a runner is running: its chunk, and its task for the task-timeout
@@ -314,7 +314,7 @@ write_error (Worker       *w,
              guint64       index,
              const GError *error)
 {
-  Out o = { index, NULL, g_error_copy (error), 0, NULL, 0 };
+  Out o = { index, NULL, g_error_copy (error), 0, 0, 0 };
 
   g_mutex_lock (&w->out_lock);
   g_array_append_val (w->out, o);
@@ -362,8 +362,8 @@ write_out_locked (Worker  *w,
     }
   while (start < n)
     {
+      char number_type[2] = { out[start].type, '\0' };
       const char *type;
-      gboolean is_number;
       gsize bytes;
       guint end = start + 1;
       gboolean ok;
@@ -375,18 +375,16 @@ write_out_locked (Worker  *w,
           start++;
           continue;
         }
-      is_number = out[start].value == NULL;
-      type = is_number ? out[start].type : g_variant_get_type_string (out[start].value);
+      type = out[start].type ? number_type : g_variant_get_type_string (out[start].value);
       bytes = out[start].size;
-      while (end < n && out[end].error == NULL && (out[end].value == NULL) == is_number &&
-             same_type (type, is_number ? out[end].type
-                                        : g_variant_get_type_string (out[end].value)) &&
+      while (end < n && out[end].error == NULL && out[end].type == out[start].type &&
+             (out[end].type || same_type (type, g_variant_get_type_string (out[end].value))) &&
              bytes + out[end].size <= MAX_RESULTS_BYTES)
         bytes += out[end++].size;
       for (guint i = start; i < end; i++)
         {
           indexes[i - start] = out[i].index;
-          if (is_number)
+          if (out[i].type)
             memcpy (numbers + (i - start) * out[i].size, &out[i].number, out[i].size);
           else
             {
@@ -394,7 +392,7 @@ write_out_locked (Worker  *w,
               sizes[i - start] = out[i].size;
             }
         }
-      if (is_number)
+      if (out[start].type)
         ok = fm_wire_write_raw_batch (w->out_fd, FM_FRAME_RESULTS, indexes, end - start, type,
                                       numbers, bytes, credit, NULL);
       else
@@ -592,6 +590,8 @@ run_chunk (Worker  *w,
       g_autoptr(GVariant) task = g_variant_get_child_value (b->values, i);
       g_autoptr(GError) error = NULL;
       GVariant *result;
+      const char *type;
+      gsize fixed;
 
       done++;
       watch_task (w, r, b->indexes[i], TRUE);
@@ -610,19 +610,21 @@ run_chunk (Worker  *w,
           t0 += g_get_monotonic_time () - t1;
           continue;
         }
+      type = g_variant_get_type_string (result);
+      fixed = fm_wire_fixed_size (type);
       results[n_ok].index = b->indexes[i];
       results[n_ok].error = NULL;
-      results[n_ok].type = fm_wire_fixed_type (g_variant_get_type_string (result));
-      if (results[n_ok].type != NULL &&
-          results[n_ok].size == fm_wire_fixed_size (results[n_ok].type))
+      if (fixed > 0 && results[n_ok].size == fixed)
         {
+          /* (A value from untrusted bytes may not have its type's size.) */
           memcpy (&results[n_ok].number, g_variant_get_data (result), results[n_ok].size);
+          results[n_ok].type = type[0];
           results[n_ok].value = NULL;
           g_variant_unref (result);
         }
       else
         {
-          results[n_ok].type = NULL;
+          results[n_ok].type = 0;
           results[n_ok].value = result;
         }
       n_ok++;
