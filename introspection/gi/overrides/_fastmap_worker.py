@@ -294,8 +294,10 @@ def _guard_gi_enums():
     (the lock is taken only on a cache miss: what was built is in the
     module's ``__dict__``). Classes of objects and structs are left as
     they are: building one imports other modules, whose import locks a
-    lock held around it could deadlock with. Does nothing on a PyGObject
-    without that method."""
+    lock held around it could deadlock with; two threads may each build
+    one (8 threads taking Gio's 372 such names: 23-40 were seen as two
+    classes), which costs a class, not an error. Does nothing on a
+    PyGObject without that method."""
     try:
         from gi import module
         cls, enum_info, find = module.IntrospectionModule, module.EnumInfo, \
