@@ -31,6 +31,22 @@ def test_map_is_an_iterator_of_results_in_order(argv):
     assert wait_no_children() == []
 
 
+def test_a_python_worker_may_first_use_an_enum_class_on_threads_beside_each_other():
+    # FastMap.worker_serve() runs the function on many threads at once:
+    # it makes PyGObject build each enum class in one of them.
+    import time
+    mapper = FastMap.Mapper(argv=[sys.executable, os.path.join(HERE, 'worker_enums.py')],
+                            n_processes=1)
+    fmap = mapper.map()
+    at = time.time() + 1.5
+    for _ in range(32):
+        fmap.push(GLib.Variant('d', at))
+    fmap.close()
+    counts = [v.get_int64() for v in fmap]
+    assert len(counts) == 32 and len(set(counts)) == 1 and counts[0] > 100
+    assert wait_no_children() == []
+
+
 def test_properties_and_next():
     mapper = FastMap.Mapper(argv=C_WORKER, n_processes=1, threads_limit=3, ordered=False)
     assert (mapper.props.n_processes, mapper.props.threads_limit, mapper.props.ordered) == (1, 3, False)

@@ -68,7 +68,8 @@ from ..overrides import override
 
 FastMap = get_introspection_module('FastMap')
 
-__all__ = ['fast_map', 'Map', 'Mapper', 'RemoteError', 'RemoteTraceback']
+__all__ = ['fast_map', 'Map', 'Mapper', 'RemoteError', 'RemoteTraceback', 'worker_serve',
+           'worker_serve_bytes']
 
 _AY = GLib.VariantType.new('ay')
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -282,6 +283,62 @@ class Map(FastMap.Map):
 
 
 Map = override(Map)
+
+
+def _guard_gi_enums():
+    """Makes PyGObject build one enum or flags class at a time.
+
+    PyGObject (3.42, Debian 12's) builds such a class on its first use, in
+    ``IntrospectionModule.__getattr__()``: it registers the class for its
+    GType, then adds the values one by one. A thread that asks for the
+    class meanwhile finds it registered and takes it without its values,
+    so ``Gio.SubprocessFlags.NONE`` raises AttributeError in an item that
+    runs beside another one that touches the class first: seen in a
+    worker of our own tests, and with 16 threads and a 1 µs switch
+    interval in 19 fresh processes of 20. A worker runs its function in
+    many threads at once, so it serialises the building of those classes
+    (the lock is taken only on a cache miss: what was built is in the
+    module's ``__dict__``). Classes of objects and structs are left as
+    they are: building one imports other modules, whose import locks a
+    lock held around it could deadlock with; two threads may each build
+    one (8 threads taking Gio's 372 such names: 23-40 were seen as two
+    classes), which costs a class, not an error. Does nothing on a
+    PyGObject without that method."""
+    try:
+        from gi import module
+        cls, enum_info, find = module.IntrospectionModule, module.EnumInfo, \
+            module.repository.find_by_name
+        original = cls.__getattr__
+    except (ImportError, AttributeError):
+        return
+    if getattr(original, '_fastmap_guarded', False):
+        return
+    lock = threading.RLock()
+
+    def __getattr__(self, name):
+        if isinstance(find(self._namespace, name), enum_info):
+            with lock:
+                return original(self, name)
+        return original(self, name)
+
+    __getattr__._fastmap_guarded = True
+    cls.__getattr__ = __getattr__
+
+
+def worker_serve(func, *user_data):
+    """FastMap.worker_serve(): serves *func* as a fastmap worker, on the
+    threads of a GThreadPool, several at once (see the C documentation).
+    First it makes PyGObject build the enum and flags classes of GI
+    modules one at a time, which PyGObject 3.42 does not do by itself
+    (_guard_gi_enums())."""
+    _guard_gi_enums()
+    return FastMap.worker_serve(func, *user_data)
+
+
+def worker_serve_bytes(func, *user_data):
+    """FastMap.worker_serve_bytes(), with the same guard as worker_serve()."""
+    _guard_gi_enums()
+    return FastMap.worker_serve_bytes(func, *user_data)
 
 
 # ---- fast_map ---------------------------------------------------------

@@ -279,46 +279,6 @@ def _prepared(payload, forked):
         os.close(saved[1])
 
 
-def _guard_gi_enums():
-    """Makes PyGObject build one enum or flags class at a time.
-
-    PyGObject (3.42, Debian 12's) builds such a class on its first use, in
-    ``IntrospectionModule.__getattr__()``: it registers the class for its
-    GType, then adds the values one by one. A thread that asks for the
-    class meanwhile finds it registered and takes it without its values,
-    so ``Gio.SubprocessFlags.NONE`` raises AttributeError in an item that
-    runs beside another one that touches the class first: seen in a
-    worker of our own tests, and with 16 threads and a 1 µs switch
-    interval in 19 fresh processes of 20. Items run in many threads at
-    once here, so the worker serialises the building of those classes
-    (the lock is taken only on a cache miss: what was built is in the
-    module's ``__dict__``). Classes of objects and structs are left as
-    they are: building one imports other modules, whose import locks a
-    lock held around it could deadlock with; two threads may each build
-    one (8 threads taking Gio's 372 such names: 23-40 were seen as two
-    classes), which costs a class, not an error. Does nothing on a
-    PyGObject without that method."""
-    try:
-        from gi import module
-        cls, enum_info, find = module.IntrospectionModule, module.EnumInfo, \
-            module.repository.find_by_name
-        original = cls.__getattr__
-    except (ImportError, AttributeError):
-        return
-    if getattr(original, '_fastmap_guarded', False):
-        return
-    lock = threading.RLock()
-
-    def __getattr__(self, name):
-        if isinstance(find(self._namespace, name), enum_info):
-            with lock:
-                return original(self, name)
-        return original(self, name)
-
-    __getattr__._fastmap_guarded = True
-    cls.__getattr__ = __getattr__
-
-
 def serve(payload, forked=False):
     """Serves until the parent closes the stream, then ends the process."""
     from gi.repository import FastMap
@@ -333,7 +293,8 @@ def serve(payload, forked=False):
             signal.set_wakeup_fd(-1)
         except ValueError:
             pass
-    _guard_gi_enums()     # before the main script, which may start threads
+    # Before the main script, which may start threads.
+    sys.modules['gi.overrides.FastMap']._guard_gi_enums()
     server = _prepared(payload, forked)
     # What the function prints goes to stderr (FastMap.worker_serve_bytes()
     # moves stdout there), a line at a time as it does to a terminal: the
