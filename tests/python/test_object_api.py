@@ -47,6 +47,32 @@ def test_a_python_worker_may_first_use_an_enum_class_on_threads_beside_each_othe
     assert wait_no_children() == []
 
 
+def test_what_a_python_workers_function_raises_fails_its_task():
+    # A GLib.Error keeps its domain and code; any other exception is
+    # FastMap.Error.FAILED with its type and message (PyGObject alone
+    # would print it and return NULL, which says nothing about it).
+    mapper = FastMap.Mapper(argv=[sys.executable, os.path.join(HERE, 'worker_raises.py')],
+                            n_processes=1)
+    fmap = mapper.map()
+    for i in range(4):
+        fmap.push(GLib.Variant('x', i))
+    fmap.close()
+    got = []
+    while True:
+        try:
+            value, index = fmap.next()
+        except GLib.Error as e:
+            got.append((e.domain, e.code, e.message))
+            continue
+        if value is None:
+            break
+        got.append(value.get_int64())
+    assert got == [0, ('fm-error-quark', int(FastMap.Error.FAILED),
+                       'ValueError: one is not served here'),
+                   ('worker-raises', 7, 'nor two'), 3]
+    assert wait_no_children() == []
+
+
 def test_properties_and_next():
     mapper = FastMap.Mapper(argv=C_WORKER, n_processes=1, threads_limit=3, ordered=False)
     assert (mapper.props.n_processes, mapper.props.threads_limit, mapper.props.ordered) == (1, 3, False)

@@ -325,20 +325,42 @@ def _guard_gi_enums():
     cls.__getattr__ = __getattr__
 
 
+def _failing_with_gerrors(func):
+    """*func* as a function that fails with GLib.Error only: PyGObject
+    prints any other exception of a callback and returns NULL, which the
+    parent got as "The function returned NULL without setting an error".
+    Such an exception becomes FastMap.Error.FAILED with the exception's
+    type and message (its traceback still goes to stderr); a GLib.Error
+    keeps its domain and code."""
+    def call(task, *user_data):
+        try:
+            return func(task, *user_data)
+        except GLib.Error:
+            raise
+        except Exception as e:
+            import traceback
+            traceback.print_exc()
+            raise GLib.Error.new_literal(FastMap.error_quark(), f'{type(e).__name__}: {e}',
+                                         FastMap.Error.FAILED) from None
+    return call
+
+
 def worker_serve(func, *user_data):
     """FastMap.worker_serve(): serves *func* as a fastmap worker, on the
     threads of a GThreadPool, several at once (see the C documentation).
-    First it makes PyGObject build the enum and flags classes of GI
+    An exception that *func* raises fails its task: a GLib.Error as it
+    is, any other as FastMap.Error.FAILED, "TypeName: message". Before it
+    serves, PyGObject is made to build the enum and flags classes of GI
     modules one at a time, which PyGObject 3.42 does not do by itself
     (_guard_gi_enums())."""
     _guard_gi_enums()
-    return FastMap.worker_serve(func, *user_data)
+    return FastMap.worker_serve(_failing_with_gerrors(func), *user_data)
 
 
 def worker_serve_bytes(func, *user_data):
-    """FastMap.worker_serve_bytes(), with the same guard as worker_serve()."""
+    """FastMap.worker_serve_bytes(), with what worker_serve() adds."""
     _guard_gi_enums()
-    return FastMap.worker_serve_bytes(func, *user_data)
+    return FastMap.worker_serve_bytes(_failing_with_gerrors(func), *user_data)
 
 
 # ---- fast_map ---------------------------------------------------------
