@@ -924,6 +924,26 @@ runner_state (const Running *r,
   return state[2] == 'S' || state[2] == 'D' ? RUNNER_BLOCKS : RUNNER_RUNS;
 }
 
+/* Whether @word, a futex word a runner sleeps on, is one of the worker's
+ * own locks: the caller of runners_block_locked() holds w->lock, which a
+ * runner between two tasks may be waiting for, and on a loaded machine a
+ * lone runner caught there looked blocked, and the runners of tasks of
+ * 50 µs doubled at pauses of the consumer (to 25-259 threads, in tests
+ * run beside the whole suite). GLib's mutex on Linux sleeps on the word
+ * at its own address. */
+static gboolean
+waits_for_the_worker (Worker  *w,
+                      guint64  word)
+{
+  if (word == (guint64) (guintptr) &w->lock || word == (guint64) (guintptr) &w->out_lock ||
+      word == (guint64) (guintptr) &w->write_lock)
+    return TRUE;
+  for (guint i = 0; i < w->running->len; i++)
+    if (word == (guint64) (guintptr) &((Running *) g_ptr_array_index (w->running, i))->out_lock)
+      return TRUE;
+  return FALSE;
+}
+
 /* Whether the runners inside a chunk all block in waits that more runners
  * would overlap, judging by the first few; TRUE when none is inside a
  * chunk (nothing says otherwise).
@@ -936,7 +956,9 @@ runner_state (const Running *r,
  * asleep on a word of its own waits for an event of its own (a
  * GThreadedResolver lookup, a Python queue or future: each waiter has its
  * lock), as a runner in a sleep, a poll or a read waits for the world:
- * more runners overlap those waits. */
+ * more runners overlap those waits. A runner asleep on one of the
+ * worker's own locks waits for the worker's threads, as one that runs
+ * does (waits_for_the_worker()). */
 static gboolean
 runners_block_locked (Worker *w)
 {
@@ -957,6 +979,8 @@ runners_block_locked (Worker *w)
         return FALSE;
       if (state != RUNNER_ON_FUTEX)
         continue;
+      if (waits_for_the_worker (w, word))
+        return FALSE;
       for (guint j = 0; j < n_words; j++)
         if (words[j] == word)
           return FALSE;
@@ -1148,13 +1172,18 @@ ticker (gpointer data)
                   add_runners_locked (w, 1);
                 }
             }
-          else if (runners_block_locked (w))
+          else if (w->waiting == 0 && runners_block_locked (w))
             {
               /* No runner started or finished a task for a while, tasks
-               * wait, the process hardly used the CPU, and the runners
-               * sleep in the kernel rather than wait for a CPU or for
-               * each other: they block (runners never wait for the
-               * parent to read: the writer thread does, alone). Double
+               * wait, the process hardly used the CPU, no runner is idle
+               * (an idle one was told of the tasks and takes them once
+               * the system runs it: on a loaded machine that took more
+               * than a millisecond, and a worker of tiny tasks whose
+               * runners all lingered doubled them at each pause of its
+               * consumer, to 33-131 threads in CI-like load), and the
+               * runners sleep in the kernel rather than wait for a CPU
+               * or for each other: they block (runners never wait for
+               * the parent to read: the writer thread does, alone). Double
                * them, up to a runner per chunk: waits overlap within a
                * few ticks, and a wrong guess costs a few threads, not one
                * per task. */
