@@ -63,6 +63,39 @@ remote_square (GVariant  *task,
   return g_variant_new ("(xb)", x * x, over_ssh ());
 }
 
+/* (x, path) → (x * x, whether this worker runs over ssh). A task over ssh
+ * makes @path; one here waits until it exists: the worker here cannot
+ * take every task while the one over ssh starts, which on a loaded
+ * machine took longer than all of them together. After 60 s the first
+ * to give up makes @path.late, and no task here waits any more (the test
+ * then fails: nothing was computed over ssh). */
+static GVariant *
+square_once_both_run (GVariant  *task,
+                      gpointer   user_data,
+                      GError   **error)
+{
+  g_autofree char *late = NULL;
+  gint64 x;
+  const char *path;
+
+  g_variant_get (task, "(x&s)", &x, &path);
+  late = g_strconcat (path, ".late", NULL);
+  if (over_ssh ())
+    g_assert_true (g_file_set_contents (path, "", 0, NULL));
+  else
+    {
+      guint i;
+
+      for (i = 0; i < 6000 && !g_file_test (path, G_FILE_TEST_EXISTS) &&
+                  !g_file_test (late, G_FILE_TEST_EXISTS); i++)
+        g_usleep (10 * 1000);
+      if (i == 6000)
+        g_assert_true (g_file_set_contents (late, "", 0, NULL));
+    }
+  g_usleep (20 * 1000);
+  return g_variant_new ("(xb)", x * x, over_ssh ());
+}
+
 /* x → the value of FM_TEST_REMOTE_VAR, after saying so on stderr. */
 static GVariant *
 remote_env (GVariant  *task,
@@ -399,6 +432,12 @@ test_same_results (void)
   g_autoptr(FmMapper) local = NULL;
   g_autoptr(FmMapper) remote = NULL;
   g_autoptr(FmMapper) mixed = NULL;
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL;
+  g_autofree char *path = NULL;
+  GVariant *value;
+  guint64 index, n;
   guint n_remote;
 
   if (skip_without_sshd ())
@@ -410,14 +449,36 @@ test_same_results (void)
   remote = remote_mapper (remote_square, "2/127.0.0.1");
   g_assert_cmpuint (check_squares (remote, 200, 1, NULL), ==, 200);
 
-  /* One worker here and one over ssh, each with two threads so that
-   * neither takes every task: both compute some. */
-  mixed = remote_mapper (remote_square, "1/127.0.0.1, 1/:");
+  /* One worker here and one over ssh, each with two threads: both
+   * compute some (the tasks here wait for one over ssh). */
+  dir = g_dir_make_tmp ("fm-remote-XXXXXX", NULL);
+  g_assert_nonnull (dir);
+  path = g_build_filename (dir, "ran-over-ssh", NULL);
+  mixed = remote_mapper (square_once_both_run, "1/127.0.0.1, 1/:");
   fm_mapper_set_threads_limit (mixed, 4);
-  n_remote = check_squares (mixed, 60, 50, NULL);
+  map = fm_mapper_map (mixed, NULL);
+  for (gint64 i = 0; i < 60; i++)
+    fm_map_push (map, g_variant_new ("(xs)", i, path));
+  fm_map_close (map);
+  n_remote = 0;
+  for (n = 0; (value = fm_map_next (map, &index, &error)) != NULL; n++)
+    {
+      gint64 square;
+      gboolean ssh;
+
+      g_variant_get (value, "(xb)", &square, &ssh);
+      g_assert_cmpuint (index, ==, n);
+      g_assert_cmpint (square, ==, (gint64) (n * n));
+      n_remote += ssh;
+      g_variant_unref (value);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (n, ==, 60);
   g_test_message ("%u of 60 computed over ssh", n_remote);
   g_assert_cmpuint (n_remote, >, 0);
   g_assert_cmpuint (n_remote, <, 60);
+  g_unlink (path);
+  g_rmdir (dir);
 }
 
 /* Points fd 2 at a file while @func runs; returns what was written. */

@@ -70,10 +70,23 @@ def run(method, label=None, func=report):
     }), flush=True)
 
 
+def wait_for_the_fork_server():
+    # A run waits 2 s at most for a fork server that is starting (then it
+    # spawns its workers). These runs are about where the workers come
+    # from, and on a loaded machine the server, which the run before
+    # started as it ended (an interpreter that imports gi), took longer.
+    from gi.overrides.FastMap import _ForkServer
+    with _ForkServer.lock:
+        if _ForkServer.current is not None:
+            _ForkServer.current.wait_ready(60.0)
+
+
 if __name__ == '__main__':
     SET_BY_THE_CALLER = 'set'
     os.environ['START_METHODS_CALLER'] = str(os.getpid())   # the workers' environment too
     for method in sys.argv[1:]:
+        if method != 'kill-fork-server':
+            wait_for_the_fork_server()
         if method == 'kill-fork-server':
             from gi.overrides.FastMap import _ForkServer
             _ForkServer.current.proc.kill()
