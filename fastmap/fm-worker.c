@@ -928,9 +928,9 @@ runner_state (const Running *r,
  * own locks: the caller of runners_block_locked() holds w->lock, which a
  * runner between two tasks may be waiting for, and on a loaded machine a
  * lone runner caught there looked blocked, and the runners of tasks of
- * 50 µs doubled at pauses of the consumer (to 25-259 threads, in tests
- * run beside the whole suite). GLib's mutex on Linux sleeps on the word
- * at its own address. */
+ * 50 µs doubled at pauses of the consumer (to tens or hundreds of
+ * threads, in tests run beside the whole suite). GLib's mutex on Linux
+ * sleeps on the word at its own address. */
 static gboolean
 waits_for_the_worker (Worker  *w,
                       guint64  word)
@@ -1180,7 +1180,7 @@ ticker (gpointer data)
                * the system runs it: on a loaded machine that took more
                * than a millisecond, and a worker of tiny tasks whose
                * runners all lingered doubled them at each pause of its
-               * consumer, to 33-131 threads in CI-like load), and the
+               * consumer, to tens or hundreds of threads), and the
                * runners sleep in the kernel rather than wait for a CPU
                * or for each other: they block (runners never wait for
                * the parent to read: the writer thread does, alone). Double
