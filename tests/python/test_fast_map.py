@@ -173,6 +173,23 @@ def test_one_item_tasks_out_double_every_step_while_none_is_back():
     assert run._probe_room(100.0 + 60 * _PROBE_STEP) == 6
 
 
+def test_a_step_that_ends_after_the_pump_looked_is_not_waited_for():
+    # pump() fills the room of a step; if the next step begins before the
+    # consumer asks how long to wait, it must pump at once rather than
+    # wait for a result, which items that wait for each other never give
+    # (under load they waited until their deadline, 8 or 16 of 600 out).
+    from gi.overrides.FastMap import _PROBE_ITEMS, _PROBE_STEP, _WINDOW, _Run
+    run = object.__new__(_Run)
+    run.n_workers, run.slow_window, run.cost, run.closed = 2, _WINDOW, None, False
+    run.ready_at = time.monotonic() - 1.5 * _PROBE_STEP   # in the second step
+    run.items_out = _PROBE_ITEMS * 2                      # the first step's room
+    assert run._probe_timeout() == 0.0
+    run.items_out = _PROBE_ITEMS * 4                      # the second's, filled:
+    assert 0.0 <= run._probe_timeout() <= _PROBE_STEP    # until the third (0 if it began)
+    run.items_out = _WINDOW
+    assert run._probe_timeout() is None
+
+
 def sleep_then_switch_interval(_):
     time.sleep(0.5)
     return sys.getswitchinterval()
