@@ -47,11 +47,12 @@ def test_a_python_worker_may_first_use_an_enum_class_on_threads_beside_each_othe
     assert wait_no_children() == []
 
 
-def test_what_a_python_workers_function_raises_fails_its_task():
+@pytest.mark.parametrize('how', [[], ['async']], ids=['worker_serve', 'worker_serve_async'])
+def test_what_a_python_workers_function_raises_fails_its_task(how):
     # A GLib.Error keeps its domain and code; any other exception is
     # FastMap.Error.FAILED with its type and message (PyGObject alone
     # would print it and return NULL, which says nothing about it).
-    mapper = FastMap.Mapper(argv=[sys.executable, os.path.join(HERE, 'worker_raises.py')],
+    mapper = FastMap.Mapper(argv=[sys.executable, os.path.join(HERE, 'worker_raises.py'), *how],
                             n_processes=1)
     fmap = mapper.map()
     for i in range(4):

@@ -1,7 +1,8 @@
 # worker_raises.py: a Python worker program for FastMap.Mapper(argv=...)
 #
-# Serves x -> x on GVariants of type "x" with FastMap.worker_serve(), and
-# fails x = 1 with a ValueError and x = 2 with a GLib.Error of its own.
+# Serves x -> x on GVariants of type "x" with FastMap.worker_serve() (or,
+# given "async", FastMap.worker_serve_async() in a main loop), and fails
+# x = 1 with a ValueError and x = 2 with a GLib.Error of its own.
 #
 # SPDX-License-Identifier: LGPL-2.1-or-later
 import sys
@@ -21,5 +22,20 @@ def identity_but_one_and_two(task, *unused):
     return GLib.Variant('x', x)
 
 
+def serve_async():
+    loop = GLib.MainLoop()
+    ok = []
+
+    def done(source, result, *unused):
+        ok.append(FastMap.worker_serve_finish(result))
+        loop.quit()
+
+    FastMap.worker_serve_async(identity_but_one_and_two, callback=done)
+    loop.run()
+    return ok == [True]
+
+
 if __name__ == '__main__':
+    if sys.argv[1:] == ['async']:
+        sys.exit(0 if serve_async() else 1)
     sys.exit(0 if FastMap.worker_serve(identity_but_one_and_two) else 1)

@@ -69,7 +69,7 @@ from ..overrides import override
 FastMap = get_introspection_module('FastMap')
 
 __all__ = ['fast_map', 'Map', 'Mapper', 'RemoteError', 'RemoteTraceback', 'worker_serve',
-           'worker_serve_bytes']
+           'worker_serve_async', 'worker_serve_bytes']
 
 _AY = GLib.VariantType.new('ay')
 _PICKLE = pickle.HIGHEST_PROTOCOL
@@ -361,6 +361,15 @@ def worker_serve_bytes(func, *user_data):
     """FastMap.worker_serve_bytes(), with what worker_serve() adds."""
     _guard_gi_enums()
     return FastMap.worker_serve_bytes(_failing_with_gerrors(func), *user_data)
+
+
+def worker_serve_async(func, *args, **kwargs):
+    """FastMap.worker_serve_async(): serves *func* in the thread-default
+    main context of the caller, one task at a time; an exception that
+    *func* raises fails its task as with worker_serve(). (Give the
+    cancellable and the callback by keyword: PyGObject takes a second
+    positional argument for *func*'s user data.)"""
+    return FastMap.worker_serve_async(_failing_with_gerrors(func), *args, **kwargs)
 
 
 # ---- fast_map ---------------------------------------------------------
