@@ -48,6 +48,7 @@ waits in a private ``GMainContext`` with ``Map.next_async()`` instead
 and wakes up on signals (``signal.set_wakeup_fd``).
 """
 
+import collections
 import gc
 import itertools
 import os
@@ -718,7 +719,7 @@ def _served_workers(mapper, payload, n, wait):
 class _Puller:
     """Takes the results of a fast_map() run with the blocking Map.next()
     in a thread of its own, and hands them to the consumer, which waits
-    for them in SimpleQueue.get(): Ctrl-C interrupts that at once.
+    for them on a semaphore: Ctrl-C interrupts that at once.
 
     _Waiter's Map.next_async() would do, but its GTask starts GLib's
     worker thread, for good: the caller would never again run alone, and
@@ -728,11 +729,17 @@ class _Puller:
     """
 
     def __init__(self):
-        from _queue import Empty, SimpleQueue   # queue.SimpleQueue, less 1 ms of imports
-        self._empty = Empty
-        self.queue = SimpleQueue()
+        # A deque and a semaphore, not queue.SimpleQueue: importing _queue
+        # (an extension module) took 0.19 ms of a process's first map,
+        # before its workers fork.
+        self._items = collections.deque()
+        self._count = threading.Semaphore(0)
         self.native_id = None
         self.done = None
+
+    def _put(self, entry):
+        self._items.append(entry)
+        self._count.release()
 
     def start(self, fmap):
         """Starts pulling from *fmap*. A thread of _thread's, not
@@ -759,18 +766,17 @@ class _Puller:
                 # The traceback holds this frame: not the map too, whose
                 # end joins its threads (and the next run would not fork).
                 fmap = None
-                self.queue.put((None, e))
+                self._put((None, e))
                 return
-            self.queue.put((result, None))
+            self._put((result, None))
             if result[0] is None:
                 return
 
     def wait(self, timeout=None):
         """Returns ((value, index), error), or None after *timeout* seconds."""
-        try:
-            return self.queue.get(timeout=timeout)
-        except self._empty:
+        if not self._count.acquire(timeout=timeout):
             return None
+        return self._items.popleft()
 
     def finish(self):
         """Waits for the thread, which ends with the map (or its cancel),
