@@ -924,24 +924,23 @@ runner_state (const Running *r,
   return state[2] == 'S' || state[2] == 'D' ? RUNNER_BLOCKS : RUNNER_RUNS;
 }
 
-/* Whether @word, a futex word a runner sleeps on, is one of the worker's
- * own locks: the caller of runners_block_locked() holds w->lock, which a
- * runner between two tasks may be waiting for, and on a loaded machine a
- * lone runner caught there looked blocked, and the runners of tasks of
- * 50 µs doubled at pauses of the consumer (to tens or hundreds of
- * threads, in tests run beside the whole suite). GLib's mutex on Linux
- * sleeps on the word at its own address. */
+/* Whether @word, a futex word runner @r sleeps on, is one of the locks a
+ * runner takes: w->lock (between chunks), w->out_lock (results for the
+ * writer) or its own out_lock (which the ticker takes to send a stuck
+ * chunk's results). The caller of runners_block_locked() holds w->lock,
+ * which a runner between two tasks may be waiting for, and on a loaded
+ * machine a lone runner caught there looked blocked, and the runners of
+ * tasks of 50 µs doubled at pauses of the consumer (to tens or hundreds
+ * of threads, in tests run beside the whole suite). GLib's mutex on
+ * Linux sleeps on the word at its own address. */
 static gboolean
-waits_for_the_worker (Worker  *w,
-                      guint64  word)
+waits_for_the_worker (Worker        *w,
+                      const Running *r,
+                      guint64        word)
 {
-  if (word == (guint64) (guintptr) &w->lock || word == (guint64) (guintptr) &w->out_lock ||
-      word == (guint64) (guintptr) &w->write_lock)
-    return TRUE;
-  for (guint i = 0; i < w->running->len; i++)
-    if (word == (guint64) (guintptr) &((Running *) g_ptr_array_index (w->running, i))->out_lock)
-      return TRUE;
-  return FALSE;
+  return word == (guint64) (guintptr) &w->lock ||
+         word == (guint64) (guintptr) &w->out_lock ||
+         word == (guint64) (guintptr) &r->out_lock;
 }
 
 /* Whether the runners inside a chunk all block in waits that more runners
@@ -979,7 +978,7 @@ runners_block_locked (Worker *w)
         return FALSE;
       if (state != RUNNER_ON_FUTEX)
         continue;
-      if (waits_for_the_worker (w, word))
+      if (waits_for_the_worker (w, r, word))
         return FALSE;
       for (guint j = 0; j < n_words; j++)
         if (words[j] == word)
