@@ -233,8 +233,8 @@ struct _FmMap
   gboolean      pull_mode;        /* next() or next_async() was called */
   gboolean      finished_emitted;
   guint         n_waiting;        /* threads in g_cond_wait() */
-  gint64        flush_at;         /* monotonic µs by which pushed tasks that wait
-                                   * for a batch go out, 0: none waits */
+  gboolean      flush_armed;      /* pushed tasks wait for a batch, and those who
+                                   * wait for results were told (arm_flush_locked()) */
   GQueue        async_waiters;    /* GTask* of next_async() */
   GThread      *watchdog;         /* with a task-timeout: times out silent workers */
 };
@@ -810,7 +810,7 @@ dispatch_locked (FmMap *self)
 {
   /* What stays pending after this waits for room in the window or at a
    * worker, which a result taken or given back brings, with a dispatch. */
-  self->flush_at = 0;
+  self->flush_armed = FALSE;
   if (self->fatal != NULL || self->stopping)
     return;
 
@@ -1962,19 +1962,20 @@ _fm_map_new (const FmMapConfig *config,
  * looks again (by then more pushes have joined them); the signal source
  * runs, and an async waiter tries again, PUSH_FLUSH_US from now, and
  * dispatch. Once per batch, not per push: dispatch_locked() clears
- * flush_at. */
+ * flush_armed. */
 static void
 arm_flush_locked (FmMap *self)
 {
-  self->flush_at = g_get_monotonic_time () + PUSH_FLUSH_US;
+  self->flush_armed = TRUE;
   if (self->n_waiting > 0)
     g_cond_broadcast (&self->cond);
   if (!self->pull_mode && self->signal_source != NULL)
     {
       gint64 ready = g_source_get_ready_time (self->signal_source);
+      gint64 at = g_get_monotonic_time () + PUSH_FLUSH_US;
 
-      if (ready < 0 || ready > self->flush_at)
-        g_source_set_ready_time (self->signal_source, self->flush_at);
+      if (ready < 0 || ready > at)
+        g_source_set_ready_time (self->signal_source, at);
     }
   if (self->async_waiters.length > 0)
     {
@@ -2032,7 +2033,7 @@ fm_map_push (FmMap    *self,
     {
       if (self->n_pending >= PUSH_BATCH || at_workers < PUSH_EAGER * self->procs->len)
         dispatch_locked (self);
-      else if (self->flush_at == 0)
+      else if (!self->flush_armed)
         arm_flush_locked (self);
     }
   g_mutex_unlock (&self->lock);
