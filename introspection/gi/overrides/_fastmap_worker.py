@@ -281,7 +281,7 @@ def _prepared(payload, forked):
 
 def serve(payload, forked=False):
     """Serves until the parent closes the stream, then ends the process."""
-    from gi.repository import FastMap
+    from gi.repository import FastMap  # noqa: F401 -- loads the override used below
 
     if forked:
         # The parent's main module is not the worker's: hide it, and
@@ -294,7 +294,8 @@ def serve(payload, forked=False):
         except ValueError:
             pass
     # Before the main script, which may start threads.
-    sys.modules['gi.overrides.FastMap']._guard_gi_enums()
+    overrides = sys.modules['gi.overrides.FastMap']
+    overrides._guard_gi_enums()
     server = _prepared(payload, forked)
     # What the function prints goes to stderr (FastMap.worker_serve_bytes()
     # moves stdout there), a line at a time as it does to a terminal: the
@@ -306,7 +307,10 @@ def serve(payload, forked=False):
         pass
     code = 0
     try:
-        FastMap.worker_serve_bytes(server.run_chunk)
+        # The introspected function itself: run_chunk() lets nothing
+        # escape, and the override's worker_serve_bytes() would wrap it
+        # for what it raises and install the guard again.
+        overrides.FastMap.worker_serve_bytes(server.run_chunk)
     except Exception as e:
         print(f'fastmap worker: {e}', file=sys.stderr)
         code = 1
