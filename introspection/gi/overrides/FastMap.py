@@ -1069,8 +1069,9 @@ def fast_map(func, *iterables, procs_limit=None, threads_limit=None, ordered=Tru
     ``__pycache__`` as an imported module's is, unless
     ``sys.dont_write_bytecode`` is set); a worker forked from this
     process holds the modules imported so far, in the state they have at
-    the call, and the files this process has open. Workers on other *hosts*, and those that
-    replace a worker that died, are always spawned.
+    the call, and the files this process has open. Workers on other
+    *hosts*, and those that replace a worker that died, are always
+    spawned.
 
     An exception raised by *func* is raised by the generator at that
     item's position, rebuilt with its type where pickle can (else
