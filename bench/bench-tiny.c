@@ -6,7 +6,9 @@
  *   source  fm_map_set_source(): pulled lazily in the consumer's thread
  *   push    fm_map_push(), one GVariant per task, from a producer thread
  *   array   fm_map_push_array(), CHUNK tasks per `ax` array, from a producer
- *           thread (only when the library has it)
+ *           thread
+ *   bulk    the same tasks as array, and the results taken with
+ *           fm_map_next_array(), as many as are ready at a time
  *   inline  no map: make, call, take apart in this one thread (the floor of
  *           an API with one GVariant per task, on one core)
  * and prints tasks per second end to end (from the mapper's creation to
@@ -125,6 +127,7 @@ main (int argc, char **argv)
   g_autoptr(GThread) producer = NULL;
   Feed feed = { 0 };
   const char *mode;
+  gboolean producer_array;
   guint64 n, failed, n_results, threads;
   double t0, c0, wall, cpu, workers_cpu = 0;
 
@@ -138,6 +141,7 @@ main (int argc, char **argv)
 
   if (g_str_equal (mode, "inline"))
     return run_inline (n);
+  producer_array = g_str_equal (mode, "array") || g_str_equal (mode, "bulk");
 
   t0 = bench_now ();
   c0 = bench_cpu (RUSAGE_SELF);
@@ -149,7 +153,7 @@ main (int argc, char **argv)
     fm_map_set_source (map, feed_source, &feed, NULL);
   else if (g_str_equal (mode, "push"))
     producer = g_thread_new ("producer", feed_push, &feed);
-  else if (g_str_equal (mode, "array"))
+  else if (producer_array)
     producer = g_thread_new ("producer", feed_push_array, &feed);
   else
     {
@@ -157,25 +161,49 @@ main (int argc, char **argv)
       return 2;
     }
 
-  {
-    g_autoptr(GError) error = NULL;
-    GVariant *result;
-    guint64 index;
+  failed = n_results = 0;
+  if (g_str_equal (mode, "bulk"))
+    {
+      g_autoptr(GError) error = NULL;
+      GVariant *results;
+      guint64 first;
 
-    failed = n_results = 0;
-    while ((result = fm_map_next (map, &index, &error)) != NULL || error != NULL)
-      {
-        if (result == NULL)
-          failed++;
-        else if (g_variant_get_int64 (result) != (gint64) (index * index))
-          failed++;
-        if (++n_results == n)
-          for (guint w = 0; w < fm_map_get_n_workers (map); w++)
-            workers_cpu += proc_cpu (fm_map_get_worker_pid (map, w));
-        g_clear_pointer (&result, g_variant_unref);
-        g_clear_error (&error);
-      }
-  }
+      while ((results = fm_map_next_array (map, &first, &error)) != NULL || error != NULL)
+        {
+          gsize len = 0;
+          const gint64 *r = results != NULL
+            ? g_variant_get_fixed_array (results, &len, sizeof (gint64)) : NULL;
+
+          failed += results == NULL;
+          for (gsize k = 0; k < len; k++)
+            failed += r[k] != (gint64) ((first + k) * (first + k));
+          if (n_results < n && n_results + MAX (len, 1) >= n)
+            for (guint w = 0; w < fm_map_get_n_workers (map); w++)
+              workers_cpu += proc_cpu (fm_map_get_worker_pid (map, w));
+          n_results += MAX (len, 1);
+          g_clear_pointer (&results, g_variant_unref);
+          g_clear_error (&error);
+        }
+    }
+  else
+    {
+      g_autoptr(GError) error = NULL;
+      GVariant *result;
+      guint64 index;
+
+      while ((result = fm_map_next (map, &index, &error)) != NULL || error != NULL)
+        {
+          if (result == NULL)
+            failed++;
+          else if (g_variant_get_int64 (result) != (gint64) (index * index))
+            failed++;
+          if (++n_results == n)
+            for (guint w = 0; w < fm_map_get_n_workers (map); w++)
+              workers_cpu += proc_cpu (fm_map_get_worker_pid (map, w));
+          g_clear_pointer (&result, g_variant_unref);
+          g_clear_error (&error);
+        }
+    }
   wall = bench_now () - t0;
   cpu = bench_cpu (RUSAGE_SELF) - c0;
   if (producer != NULL)
@@ -186,7 +214,7 @@ main (int argc, char **argv)
           ", \"caller_cpu\": %.6f, \"workers_cpu\": %.3f, \"results\": %" G_GUINT64_FORMAT
           ", \"failed\": %" G_GUINT64_FORMAT ", \"workers\": %u, \"threads_limit\": %"
           G_GUINT64_FORMAT "}\n",
-          mode, n, g_str_equal (mode, "array") ? feed.chunk : 1, wall, n / wall, cpu,
+          mode, n, producer_array ? feed.chunk : 1, wall, n / wall, cpu,
           workers_cpu, n_results, failed, fm_map_get_n_workers (map), threads);
   fflush (stdout);
   if (g_getenv ("FM_BENCH_LINGER_MS") != NULL)

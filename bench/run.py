@@ -117,7 +117,7 @@ def suite_b2(r, quick):
     n = 200000 if quick else 1000000
     base = dict(bench='B2', n=n)
     r.c('bench-tiny', 'inline', n, timeout=120, label='B2 inline C (floor)', impl='inline-c', **base)
-    for mode in ('source', 'push', 'array'):
+    for mode in ('source', 'push', 'array', 'bulk'):
         for threads in (0, os.cpu_count()):
             r.c('bench-tiny', mode, n, 10000, threads, timeout=120,
                 label='B2 fastmap C %s threads-limit=%d' % (mode, threads),
@@ -424,7 +424,9 @@ def b2_name(r):
         return 'C, no map: make, call, take apart in one thread (floor)'
     if r['impl'] == 'fastmap-c':
         how = {'source': 'fm_map_set_source()', 'push': 'fm_map_push() from a thread',
-               'array': 'fm_map_push_array() of %d' % r.get('chunk', 10000)}[r['mode']]
+               'array': 'fm_map_push_array() of %d' % r.get('chunk', 10000),
+               'bulk': 'fm_map_push_array() of %d, fm_map_next_array()' % r.get('chunk', 10000),
+               }[r['mode']]
         return 'fastmap C, %s, threads-limit=%d' % (how, r.get('threads_limit', 0))
     if r['impl'] == 'fastmap':
         return 'fastmap Python, `FastMap.fast_map(f, range(N))`'
@@ -459,8 +461,11 @@ def report_b2(rows, md, checks):
             return max(c, key=lambda r: r['tasks_per_s']) if c else None
         for label, r, need in (('B2 fastmap C one GVariant per task ≥ 1.0 × Pool.imap best',
                                 best(impl='fastmap-c', mode='push', threads_limit=0), 1.0),
-                               ('B2 fastmap C fm_map_push_array ≥ 1.3 × Pool.imap best',
+                               ('B2 fastmap C fm_map_push_array, fm_map_next ≥ 1.3 × Pool.imap best',
                                 best(impl='fastmap-c', mode='array', threads_limit=0), 1.3),
+                               ('B2 fastmap C fm_map_push_array, fm_map_next_array ≥ 1.3 × '
+                                'Pool.imap best',
+                                best(impl='fastmap-c', mode='bulk', threads_limit=0), 1.3),
                                ('B2 fastmap Python ≥ 1.0 × Pool.imap best',
                                 best(impl='fastmap'), 1.0)):
             if r is None:

@@ -39,6 +39,10 @@ GVariant   *fm_map_next         (FmMap               *self,
                                  guint64             *index,
                                  GError             **error);
 FM_AVAILABLE_IN_ALL
+GVariant   *fm_map_next_array   (FmMap               *self,
+                                 guint64             *first_index,
+                                 GError             **error);
+FM_AVAILABLE_IN_ALL
 void        fm_map_next_async   (FmMap               *self,
                                  GCancellable        *cancellable,
                                  GAsyncReadyCallback  callback,

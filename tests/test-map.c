@@ -134,6 +134,47 @@ take_all (FmMap  *map,
   return values;
 }
 
+/* Takes every result with fm_map_next_array(), which must all succeed,
+ * each array beginning where the last one ended unless @ordered is
+ * FALSE. Returns the results in the order they came (their indexes in
+ * @indexes, if given) and sets @max_len to the largest array's length. */
+static GPtrArray *
+take_all_arrays (FmMap    *map,
+                 gboolean  ordered,
+                 GArray   *indexes,
+                 gsize    *max_len)
+{
+  GPtrArray *values = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  GVariant *array;
+  guint64 first;
+  GError *error = NULL;
+
+  *max_len = 0;
+  while ((array = fm_map_next_array (map, &first, &error)) != NULL)
+    {
+      gsize n = g_variant_n_children (array);
+
+      g_assert_true (g_variant_is_of_type (array, G_VARIANT_TYPE_ARRAY));
+      g_assert_cmpuint (n, >, 0);
+      if (ordered)
+        g_assert_cmpuint (first, ==, values->len);
+      for (gsize k = 0; k < n; k++)
+        {
+          guint64 index = first + k;
+
+          g_ptr_array_add (values, g_variant_get_child_value (array, k));
+          if (indexes != NULL)
+            g_array_append_val (indexes, index);
+        }
+      *max_len = MAX (*max_len, n);
+      g_variant_unref (array);
+    }
+  g_assert_no_error (error);
+  g_assert_null (fm_map_next_array (map, NULL, &error));
+  g_assert_no_error (error);
+  return values;
+}
+
 /* ---- tests ---------------------------------------------------------- */
 
 static void
@@ -655,7 +696,8 @@ sleepy_twice (GVariant  *task,
 static void
 check_push_array (FmFunction func,
                   gint64     n,
-                  gboolean   kill_one)
+                  gboolean   kill_one,
+                  gboolean   bulk)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (func, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
@@ -679,7 +721,21 @@ check_push_array (FmFunction func,
       g_assert_cmpint (kill (fm_map_get_worker_pid (map, 1), SIGKILL), ==, 0);
     }
 
-  g_assert_cmpuint (fm_test_take_twice (map), ==, n + 10);
+  if (!bulk)
+    g_assert_cmpuint (fm_test_take_twice (map), ==, n + 10);
+  else
+    {
+      gsize max_len;
+      g_autoptr(GPtrArray) values = take_all_arrays (map, TRUE, NULL, &max_len);
+
+      g_assert_cmpuint (values->len, ==, n + 10);
+      for (guint i = 0; i < values->len; i++)
+        g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, 2 * (gint64) i);
+      /* Tiny tasks come back thousands to a batch: arrays of one result
+       * each would be right but no faster than fm_map_next(). */
+      if (!kill_one)
+        g_assert_cmpuint (max_len, >, 100);
+    }
 }
 
 /* delay_ms → the monotonic µs at which the task started. */
@@ -996,16 +1052,187 @@ test_pauses_of_the_consumer_start_no_threads (void)
 }
 
 static void
-test_push_array (void)
+test_push_array (gconstpointer bulk)
 {
-  check_push_array (twice, 200000, FALSE);
+  check_push_array (twice, 200000, FALSE, GPOINTER_TO_INT (bulk));
 }
 
 static void
-test_push_array_worker_killed (void)
+test_push_array_worker_killed (gconstpointer bulk)
 {
   /* Tasks of an array that must run again get a GVariant of their own. */
-  check_push_array (sleepy_twice, 2000, TRUE);
+  check_push_array (sleepy_twice, 2000, TRUE, GPOINTER_TO_INT (bulk));
+}
+
+/* Results of every kind of type, taken in arrays: an array holds one
+ * type, and numbers are copied as bytes. */
+static void
+test_next_array_mixed_types (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (identity, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) tasks = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  g_autoptr(GPtrArray) values = NULL;
+  gsize max_len;
+
+  for (guint i = 0; i < 3000; i++)
+    {
+      GVariant *v;
+
+      /* Runs of 50 of one type, the numbers most of them. */
+      switch ((i / 50) % 14)
+        {
+        case 0: v = g_variant_new_string ("a string"); break;
+        case 1: v = g_variant_new ("(sdb)", "tuple", i / 3.0, i % 2); break;
+        case 2: v = g_variant_new_boolean (i % 3 == 0); break;
+        case 3: v = g_variant_new_byte (i % 256); break;
+        case 4: v = g_variant_new_int16 (-(gint16) i); break;
+        case 5: v = g_variant_new_uint16 (i); break;
+        case 6: v = g_variant_new_int32 (-(gint32) i * 1000); break;
+        case 7: v = g_variant_new_uint32 (i * 1000); break;
+        case 8: v = g_variant_new_handle (i); break;
+        case 9: v = g_variant_new_uint64 (G_MAXUINT64 - i); break;
+        case 10: v = g_variant_new_double (i / 7.0); break;
+        case 11: v = g_variant_new ("(ii)", i, -(gint32) i); break;
+        case 12: v = g_variant_new_string (""); break;
+        default: v = g_variant_new_int64 (G_MININT64 + i); break;
+        }
+      g_ptr_array_add (tasks, g_variant_ref_sink (v));
+      fm_map_push (map, v);
+    }
+  fm_map_close (map);
+
+  values = take_all_arrays (map, TRUE, NULL, &max_len);
+  g_assert_cmpuint (values->len, ==, tasks->len);
+  for (guint i = 0; i < values->len; i++)
+    g_assert_true (g_variant_equal (values->pdata[i], tasks->pdata[i]));
+  g_assert_cmpuint (max_len, <=, 50);
+}
+
+/* A failed task ends an array; its error comes alone, at its index. */
+static void
+test_next_array_failing_task (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (fail_on_five, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autofree gint64 *numbers = g_new (gint64, 1000);
+  guint64 expected = 0, errors = 0;
+
+  for (gint64 i = 0; i < 1000; i++)
+    numbers[i] = i % 100;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 1000,
+                                                     sizeof (gint64)));
+  fm_map_close (map);
+
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) array = NULL;
+      const gint64 *r;
+      guint64 first;
+      gsize n;
+
+      array = fm_map_next_array (map, &first, &error);
+      if (array == NULL && error == NULL)
+        break;
+      g_assert_cmpuint (first, ==, expected);
+      if (first % 100 == 5)
+        {
+          g_assert_null (array);
+          g_assert_error (error, TEST_ERROR, 42);
+          g_assert_cmpstr (error->message, ==, "five is not welcome");
+          errors++;
+          expected++;
+          continue;
+        }
+      g_assert_no_error (error);
+      r = g_variant_get_fixed_array (array, &n, sizeof (gint64));
+      for (gsize k = 0; k < n; k++)
+        {
+          g_assert_cmpuint ((first + k) % 100, !=, 5);
+          g_assert_cmpint (r[k], ==, (gint64) (((first + k) % 100) * ((first + k) % 100)));
+        }
+      expected += n;
+    }
+  g_assert_cmpuint (expected, ==, 1000);
+  g_assert_cmpuint (errors, ==, 10);
+}
+
+/* Not in order: every result once, child k of an array being the result
+ * of task first + k. */
+static void
+test_next_array_unordered (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (slow_square, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GArray) indexes = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr(GPtrArray) values = NULL;
+  g_autofree gboolean *seen = g_new0 (gboolean, 2000);
+  gsize max_len;
+
+  fm_mapper_set_ordered (mapper, FALSE);
+  map = fm_mapper_map (mapper, NULL);
+  /* Task 0 takes longest: in order, nothing would come before it. */
+  for (gint64 i = 0; i < 2000; i++)
+    fm_map_push (map, g_variant_new ("(xu)", i, (guint32) (i == 0 ? 600 : 0)));
+  fm_map_close (map);
+
+  values = take_all_arrays (map, FALSE, indexes, &max_len);
+  g_assert_cmpuint (values->len, ==, 2000);
+  g_assert_cmpuint (g_array_index (indexes, guint64, 1999), ==, 0);
+  for (guint i = 0; i < values->len; i++)
+    {
+      guint64 index = g_array_index (indexes, guint64, i);
+
+      g_assert_cmpuint (index, <, 2000);
+      g_assert_false (seen[index]);
+      seen[index] = TRUE;
+      g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, (gint64) (index * index));
+    }
+  g_assert_cmpuint (max_len, >, 1);
+}
+
+/* fm_map_next() and fm_map_next_array() on one map, by turns: results
+ * that wait in their batch for an array are taken one by one too. */
+static void
+test_next_array_and_next (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autofree gint64 *numbers = g_new (gint64, 100000);
+  guint64 expected = 0, turns = 0;
+
+  for (gint64 i = 0; i < 100000; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
+                                                     sizeof (gint64)));
+  fm_map_close (map);
+
+  for (;; turns++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) got = NULL;
+      guint64 index;
+
+      got = turns % 2 ? fm_map_next (map, &index, &error) : fm_map_next_array (map, &index, &error);
+      g_assert_no_error (error);
+      if (got == NULL)
+        break;
+      g_assert_cmpuint (index, ==, expected);
+      if (turns % 2)
+        {
+          g_assert_cmpint (g_variant_get_int64 (got), ==, 2 * (gint64) expected);
+          expected++;
+        }
+      else
+        for (gsize k = 0; k < g_variant_n_children (got); k++, expected++)
+          {
+            g_autoptr(GVariant) child = g_variant_get_child_value (got, k);
+
+            g_assert_cmpint (g_variant_get_int64 (child), ==, 2 * (gint64) expected);
+          }
+    }
+  g_assert_cmpuint (expected, ==, 100000);
 }
 
 /* x → x bytes of zeros. */
@@ -1499,8 +1726,16 @@ main (int    argc,
                         "signals", test_pushes_go_out_while_nothing_comes_back);
   g_test_add_func ("/map/empty", test_empty);
   g_test_add_func ("/map/huge-result", test_huge_result);
-  g_test_add_func ("/map/push-array", test_push_array);
-  g_test_add_func ("/map/push-array-worker-killed", test_push_array_worker_killed);
+  g_test_add_data_func ("/map/push-array", GINT_TO_POINTER (FALSE), test_push_array);
+  g_test_add_data_func ("/map/push-array-worker-killed", GINT_TO_POINTER (FALSE),
+                        test_push_array_worker_killed);
+  g_test_add_data_func ("/map/next-array/push-array", GINT_TO_POINTER (TRUE), test_push_array);
+  g_test_add_data_func ("/map/next-array/push-array-worker-killed", GINT_TO_POINTER (TRUE),
+                        test_push_array_worker_killed);
+  g_test_add_func ("/map/next-array/mixed-types", test_next_array_mixed_types);
+  g_test_add_func ("/map/next-array/failing-task", test_next_array_failing_task);
+  g_test_add_func ("/map/next-array/unordered", test_next_array_unordered);
+  g_test_add_func ("/map/next-array/and-next", test_next_array_and_next);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);

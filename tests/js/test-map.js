@@ -65,6 +65,23 @@ async function errorDomain() {
         'a worker that cannot start rejects with FastMap.Error.WORKER_FAILED');
 }
 
+function nextArrayInBulk() {
+    const map = new FastMap.Mapper({argv: cWorker}).map(null);
+    map.push_array(new GLib.Variant('ax', Array.from({length: 5000}, (_, i) => i)));
+    map.close();
+    const got = [];
+    let inOrder = true;
+    for (;;) {
+        const [array, first] = map.next_array();
+        if (array === null)
+            break;
+        inOrder = inOrder && first === got.length && array.get_type_string() === 'ax';
+        got.push(...array.deepUnpack());
+    }
+    ok(inOrder && got.join(',') === expected(5000),
+        'next_array() returns [array, first index], push_array() takes an array');
+}
+
 function signals() {
     const loop = new GLib.MainLoop(null, false);
     const results = [];
@@ -95,6 +112,7 @@ let crash = null;
         await forAwaitInOrder(jsWorker, 'gjs worker');
         await nextAsyncGivesIndexes();
         await errorDomain();
+        nextArrayInBulk();
         signals();
     } catch (e) {
         crash = e;

@@ -88,6 +88,27 @@ def test_properties_and_next():
     assert value is None and index == 1
 
 
+def test_push_array_and_next_array_take_numbers_in_bulk():
+    # Through GI: one GLib.Variant for 20 000 tasks in, and an array of
+    # results (with the index of its first) for many results out.
+    mapper = FastMap.Mapper(argv=C_WORKER)
+    fmap = mapper.map()
+    fmap.push_array(GLib.Variant('ax', range(20000)))
+    fmap.push(GLib.Variant('x', 20000))
+    fmap.close()
+    got, lengths = [], []
+    while True:
+        array, first = fmap.next_array()
+        if array is None:
+            break
+        assert array.get_type_string() == 'ax' and first == len(got)
+        got.extend(array.unpack())
+        lengths.append(len(array))
+    assert got == [i * i for i in range(20001)]
+    assert max(lengths) > 100
+    assert wait_no_children() == []
+
+
 def test_leaving_the_with_block_ends_the_workers():
     mapper = FastMap.Mapper(argv=C_WORKER)
     with mapper.map() as fmap:
