@@ -1,6 +1,6 @@
 /* bench-tiny.c: B2, tiny tasks (int -> int), from C
  *
- *   bench-tiny MODE N [CHUNK] [THREADS]
+ *   bench-tiny MODE N [CHUNK] [THREADS] [WINDOW]
  *
  * MODE is how the tasks go in:
  *   source  fm_map_set_source(): pulled lazily in the consumer's thread
@@ -14,7 +14,8 @@
  * and prints tasks per second end to end (from the mapper's creation to
  * the last result taken), the caller's CPU time and the workers' CPU time
  * (from /proc, at the last result). THREADS is #FmMapper:threads-limit
- * (default 0, the seed's default: no limit). With FM_BENCH_LINGER_MS set,
+ * (default 0, the seed's default: no limit), WINDOW #FmMapper:max-in-flight
+ * (default 0: the library's default). With FM_BENCH_LINGER_MS set,
  * it waits that long after ending the workers, so that a profiler running
  * them (valgrind --trace-children=yes) can write their profiles.
  *
@@ -128,7 +129,7 @@ main (int argc, char **argv)
   Feed feed = { 0 };
   const char *mode;
   gboolean producer_array;
-  guint64 n, failed, n_results, threads;
+  guint64 n, failed, n_results, threads, window;
   double t0, c0, wall, cpu, workers_cpu = 0;
 
   fm_init (&argc, &argv);
@@ -138,6 +139,7 @@ main (int argc, char **argv)
   feed.n = n;
   feed.chunk = bench_arg_u64 (argc, argv, 3, 10000);
   threads = bench_arg_u64 (argc, argv, 4, 0);
+  window = bench_arg_u64 (argc, argv, 5, 0);
 
   if (g_str_equal (mode, "inline"))
     return run_inline (n);
@@ -147,6 +149,7 @@ main (int argc, char **argv)
   c0 = bench_cpu (RUSAGE_SELF);
   mapper = fm_mapper_new_for_function (square);
   fm_mapper_set_threads_limit (mapper, threads);
+  fm_mapper_set_max_in_flight (mapper, window);
   map = fm_mapper_map (mapper, NULL);
   feed.map = map;
   if (g_str_equal (mode, "source"))
@@ -213,9 +216,10 @@ main (int argc, char **argv)
           ", \"chunk\": %" G_GUINT64_FORMAT ", \"wall\": %.6f, \"tasks_per_s\": %.1f"
           ", \"caller_cpu\": %.6f, \"workers_cpu\": %.3f, \"results\": %" G_GUINT64_FORMAT
           ", \"failed\": %" G_GUINT64_FORMAT ", \"workers\": %u, \"threads_limit\": %"
-          G_GUINT64_FORMAT "}\n",
+          G_GUINT64_FORMAT ", \"max_in_flight\": %u}\n",
           mode, n, producer_array ? feed.chunk : 1, wall, n / wall, cpu,
-          workers_cpu, n_results, failed, fm_map_get_n_workers (map), threads);
+          workers_cpu, n_results, failed, fm_map_get_n_workers (map), threads,
+          fm_mapper_get_max_in_flight (mapper));
   fflush (stdout);
   if (g_getenv ("FM_BENCH_LINGER_MS") != NULL)
     {

@@ -38,8 +38,9 @@
  * - fm_map_next() blocks the calling thread until the next result, and
  *   fm_map_next_array() until the next results, as many as are ready, in
  *   one array (the way to take results of tiny tasks);
- * - fm_map_next_async() and fm_map_next_finish() do the same without
- *   blocking, in the thread-default main context of the caller;
+ * - fm_map_next_async() and fm_map_next_finish() (and
+ *   fm_map_next_array_async() and fm_map_next_array_finish()) do the same
+ *   without blocking, in the thread-default main context of the caller;
  * - the #FmMap::result, #FmMap::task-failed and #FmMap::finished
  *   signals, emitted in the thread-default main context of the thread
  *   that created the map, while that context runs. Signals are emitted
@@ -2436,6 +2437,38 @@ next_run_locked (FmMap *self,
   return TRUE;
 }
 
+/* Outside the lock: the array of a run (NULL for none), which it frees
+ * but for its error. */
+static GVariant *
+run_take_array (Run *run)
+{
+  GVariant *array = NULL;
+
+  if (run->n > 0)
+    {
+      g_autoptr(GVariantType) element = g_variant_type_new (run->type);
+      g_autoptr(GVariantType) type = g_variant_type_new_array (element);
+
+      if (run->bytes != NULL)
+        {
+          guint8 *bytes = g_steal_pointer (&run->bytes);
+
+          array = g_variant_new_from_data (type, bytes, run->n * run->size, TRUE,
+                                           g_free, bytes);
+        }
+      else
+        {
+          array = g_variant_new_array (element, run->values, run->n);
+          for (guint64 k = 0; k < run->n; k++)
+            g_variant_unref (run->values[k]);
+          g_clear_pointer (&run->values, g_free);
+        }
+      g_variant_ref_sink (array);
+    }
+  g_clear_pointer (&run->type, g_free);
+  return array;
+}
+
 /**
  * fm_map_next_array:
  * @self: an #FmMap
@@ -2463,9 +2496,9 @@ next_run_locked (FmMap *self,
  * For a task that failed, this returns %NULL with its error and its index
  * in @first_index; at the end of the results, %NULL and no error; if the
  * whole map failed, %NULL with that error once, as fm_map_next() does.
- * The two may be used on one map, one after the other or from several
- * threads; neither goes with fm_map_next_async() or the signals. If the
- * map has a source, this pulls it, in this thread.
+ * fm_map_next() and this may be used on one map, one after the other or
+ * from several threads; fm_map_next_array_async() is the form that does
+ * not block. If the map has a source, this pulls it, in this thread.
  *
  * Returns: (transfer full) (nullable): an array of the next results (of
  *   type `a` and the results' type), or %NULL
@@ -2475,7 +2508,7 @@ fm_map_next_array (FmMap    *self,
                    guint64  *first_index,
                    GError  **error)
 {
-  GVariant *array = NULL;
+  GVariant *array;
   Run run;
 
   g_return_val_if_fail (FM_IS_MAP (self), NULL);
@@ -2494,24 +2527,7 @@ fm_map_next_array (FmMap    *self,
 
   if (first_index != NULL)
     *first_index = run.first;
-  if (run.n > 0)
-    {
-      g_autoptr(GVariantType) element = g_variant_type_new (run.type);
-      g_autoptr(GVariantType) type = g_variant_type_new_array (element);
-
-      if (run.bytes != NULL)
-        array = g_variant_new_from_data (type, run.bytes, run.n * run.size, TRUE,
-                                         g_free, run.bytes);
-      else
-        {
-          array = g_variant_new_array (element, run.values, run.n);
-          for (guint64 k = 0; k < run.n; k++)
-            g_variant_unref (run.values[k]);
-          g_free (run.values);
-        }
-      g_variant_ref_sink (array);
-    }
-  g_free (run.type);
+  array = run_take_array (&run);
   if (run.error != NULL)
     g_propagate_error (error, run.error);
   return array;
@@ -2534,19 +2550,24 @@ next_result_free (gpointer data)
   g_free (r);
 }
 
-/* Runs in the task's context: tries again to give it a result. */
+/* Runs in the task's context: tries again to give it a result, or the
+ * next results in one array for fm_map_next_array_async(). */
 static gboolean
 retry_async (gpointer data)
 {
   g_autoptr(GTask) task = data;
   FmMap *self = g_task_get_source_object (task);
+  gboolean array = g_task_get_source_tag (task) == fm_map_next_array_async;
+  gboolean ready;
   NextResult r;
+  Run run;
 
   if (g_task_return_error_if_cancelled (task))
     return G_SOURCE_REMOVE;
 
   g_mutex_lock (&self->lock);
-  if (!next_locked (self, &r.index, &r.value, &r.error))
+  ready = array ? next_run_locked (self, &run) : next_locked (self, &r.index, &r.value, &r.error);
+  if (!ready)
     {
       g_queue_push_tail (&self->async_waiters, g_steal_pointer (&task));
       g_mutex_unlock (&self->lock);
@@ -2554,6 +2575,12 @@ retry_async (gpointer data)
     }
   g_mutex_unlock (&self->lock);
 
+  if (array)
+    {
+      r.index = run.first;
+      r.value = run_take_array (&run);
+      r.error = run.error;
+    }
   g_task_return_pointer (task, g_memdup2 (&r, sizeof r), next_result_free);
   return G_SOURCE_REMOVE;
 }
@@ -2587,6 +2614,61 @@ cancel_hook_free (gpointer data)
   g_free (hook);
 }
 
+/* Starts a wait of fm_map_next_async() or fm_map_next_array_async(),
+ * which @source_tag tells. */
+static void
+start_async (FmMap               *self,
+             gpointer             source_tag,
+             GCancellable        *cancellable,
+             GAsyncReadyCallback  callback,
+             gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_check_cancellable (task, FALSE);
+
+  g_mutex_lock (&self->lock);
+  self->pull_mode = TRUE;
+  if (source_tag == fm_map_next_array_async)
+    g_atomic_int_set (&self->bulk, TRUE);
+  g_mutex_unlock (&self->lock);
+
+  if (cancellable != NULL)
+    {
+      CancelHook *hook = g_new0 (CancelHook, 1);
+
+      hook->cancellable = g_object_ref (cancellable);
+      hook->id = g_cancellable_connect (cancellable, G_CALLBACK (on_next_cancelled),
+                                        self, NULL);
+      g_task_set_task_data (task, hook, cancel_hook_free);
+    }
+
+  retry_async (g_steal_pointer (&task));
+}
+
+/* Finishes either wait. */
+static GVariant *
+finish_async (GAsyncResult  *result,
+              guint64       *index,
+              GError       **error)
+{
+  NextResult *r;
+  GVariant *value;
+
+  r = g_task_propagate_pointer (G_TASK (result), error);
+  if (r == NULL)
+    return NULL;
+  if (index != NULL)
+    *index = r->index;
+  value = g_steal_pointer (&r->value);
+  if (r->error != NULL)
+    g_propagate_error (error, g_steal_pointer (&r->error));
+  next_result_free (r);
+  return value;
+}
+
 /**
  * fm_map_next_async:
  * @self: an #FmMap
@@ -2610,31 +2692,12 @@ fm_map_next_async (FmMap               *self,
                    GAsyncReadyCallback  callback,
                    gpointer             user_data)
 {
-  g_autoptr(GTask) task = NULL;
-
   g_return_if_fail (FM_IS_MAP (self));
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, fm_map_next_async);
-  g_task_set_check_cancellable (task, FALSE);
-
-  g_mutex_lock (&self->lock);
-  self->pull_mode = TRUE;
-  g_mutex_unlock (&self->lock);
-
-  if (cancellable != NULL)
-    {
-      CancelHook *hook = g_new0 (CancelHook, 1);
-
-      hook->cancellable = g_object_ref (cancellable);
-      hook->id = g_cancellable_connect (cancellable, G_CALLBACK (on_next_cancelled),
-                                        self, NULL);
-      g_task_set_task_data (task, hook, cancel_hook_free);
-    }
-
-  retry_async (g_steal_pointer (&task));
+  start_async (self, fm_map_next_async, cancellable, callback, user_data);
 }
+
 
 /**
  * fm_map_next_finish:
@@ -2653,25 +2716,68 @@ fm_map_next_finish (FmMap         *self,
                     guint64       *index,
                     GError       **error)
 {
-  NextResult *r;
-  GVariant *value;
-
   g_return_val_if_fail (FM_IS_MAP (self), NULL);
   g_return_val_if_fail (g_task_is_valid (result, self), NULL);
   g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fm_map_next_async, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
-  r = g_task_propagate_pointer (G_TASK (result), error);
-  if (r == NULL)
-    return NULL;
-  if (index != NULL)
-    *index = r->index;
-  value = g_steal_pointer (&r->value);
-  if (r->error != NULL)
-    g_propagate_error (error, g_steal_pointer (&r->error));
-  next_result_free (r);
-  return value;
+  return finish_async (result, index, error);
 }
+
+/**
+ * fm_map_next_array_async:
+ * @self: an #FmMap
+ * @cancellable: (nullable): a #GCancellable to stop waiting, or %NULL
+ * @callback: (scope async): called when the next results are there
+ * @user_data: (closure): data for @callback
+ *
+ * Takes the next results, as many as are ready, without blocking: what
+ * fm_map_next_async() is to fm_map_next(), this is to
+ * fm_map_next_array(). @callback runs in the thread-default main context
+ * of the caller; it calls fm_map_next_array_finish(). The same rules as
+ * fm_map_next_async() apply.
+ */
+void
+fm_map_next_array_async (FmMap               *self,
+                         GCancellable        *cancellable,
+                         GAsyncReadyCallback  callback,
+                         gpointer             user_data)
+{
+  g_return_if_fail (FM_IS_MAP (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  start_async (self, fm_map_next_array_async, cancellable, callback, user_data);
+}
+
+/**
+ * fm_map_next_array_finish:
+ * @self: an #FmMap
+ * @result: the #GAsyncResult given to the callback
+ * @first_index: (out) (optional): the index of the task the first result
+ *   belongs to
+ * @error: return location for a task's error
+ *
+ * Finishes fm_map_next_array_async(), with the same results as
+ * fm_map_next_array().
+ *
+ * Returns: (transfer full) (nullable): an array of the next results, or
+ *   %NULL
+ */
+GVariant *
+fm_map_next_array_finish (FmMap         *self,
+                          GAsyncResult  *result,
+                          guint64       *first_index,
+                          GError       **error)
+{
+  g_return_val_if_fail (FM_IS_MAP (self), NULL);
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == fm_map_next_array_async,
+                        NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return finish_async (result, first_index, error);
+}
+
 
 /**
  * fm_map_get_n_workers:

@@ -54,6 +54,17 @@ GVariant   *fm_map_next_finish  (FmMap               *self,
                                  GError             **error);
 
 FM_AVAILABLE_IN_ALL
+void        fm_map_next_array_async  (FmMap               *self,
+                                      GCancellable        *cancellable,
+                                      GAsyncReadyCallback  callback,
+                                      gpointer             user_data);
+FM_AVAILABLE_IN_ALL
+GVariant   *fm_map_next_array_finish (FmMap               *self,
+                                      GAsyncResult        *result,
+                                      guint64             *first_index,
+                                      GError             **error);
+
+FM_AVAILABLE_IN_ALL
 guint       fm_map_get_n_workers (FmMap              *self);
 FM_AVAILABLE_IN_ALL
 GPid        fm_map_get_worker_pid (FmMap             *self,

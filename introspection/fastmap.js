@@ -12,7 +12,8 @@
 //   caller; a task that failed rejects with its GLib.Error, which ends a
 //   `for await` loop (call next_async() again to go on past it).
 // - map.next_async(cancellable) without a callback returns a Promise of
-//   [value, index].
+//   [value, index], and map.next_array_async(cancellable) one of
+//   [array, first index].
 // - FastMap.worker_serve_async(func, cancellable) without a callback
 //   returns a Promise: a gjs program serves a JS function as a worker,
 //   called in its main context (gjs cannot run JS on the pool's threads).
@@ -21,6 +22,7 @@ import FastMap from 'gi://FastMap?version=1.0';
 import Gio from 'gi://Gio';
 
 Gio._promisify(FastMap.Map.prototype, 'next_async', 'next_finish');
+Gio._promisify(FastMap.Map.prototype, 'next_array_async', 'next_array_finish');
 Gio._promisify(FastMap, 'worker_serve_async', 'worker_serve_finish');
 
 FastMap.Map.prototype[Symbol.asyncIterator] = async function* () {

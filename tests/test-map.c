@@ -1192,6 +1192,66 @@ test_next_array_unordered (void)
   g_assert_cmpuint (max_len, >, 1);
 }
 
+typedef struct
+{
+  GMainLoop *loop;
+  guint64    taken;
+  guint64    arrays;
+  gboolean   in_order;
+} ArrayWait;
+
+static void
+on_next_array (GObject      *source,
+               GAsyncResult *result,
+               gpointer      data)
+{
+  ArrayWait *w = data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GVariant) array = NULL;
+  guint64 first;
+  const gint64 *r;
+  gsize n;
+
+  array = fm_map_next_array_finish (FM_MAP (source), result, &first, &error);
+  g_assert_no_error (error);
+  if (array == NULL)
+    {
+      g_main_loop_quit (w->loop);
+      return;
+    }
+  r = g_variant_get_fixed_array (array, &n, sizeof (gint64));
+  w->in_order = w->in_order && first == w->taken;
+  for (gsize k = 0; k < n; k++)
+    w->in_order = w->in_order && r[k] == 2 * (gint64) (first + k);
+  w->taken += n;
+  w->arrays++;
+  fm_map_next_array_async (FM_MAP (source), NULL, on_next_array, w);
+}
+
+/* The asynchronous form, in a main loop: every result once, in order, in
+ * arrays of many. */
+static void
+test_next_array_async (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autofree gint64 *numbers = g_new (gint64, 100000);
+  ArrayWait w = { loop, 0, 0, TRUE };
+
+  for (gint64 i = 0; i < 100000; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
+                                                     sizeof (gint64)));
+  fm_map_close (map);
+  fm_map_next_array_async (map, NULL, on_next_array, &w);
+  g_main_loop_run (loop);
+
+  g_assert_true (w.in_order);
+  g_assert_cmpuint (w.taken, ==, 100000);
+  g_assert_cmpuint (w.arrays, <, 100000 / 100);
+}
+
 /* fm_map_next() and fm_map_next_array() on one map, by turns: results
  * that wait in their batch for an array are taken one by one too. */
 static void
@@ -1736,6 +1796,7 @@ main (int    argc,
   g_test_add_func ("/map/next-array/failing-task", test_next_array_failing_task);
   g_test_add_func ("/map/next-array/unordered", test_next_array_unordered);
   g_test_add_func ("/map/next-array/and-next", test_next_array_and_next);
+  g_test_add_func ("/map/next-array/async", test_next_array_async);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);

@@ -82,6 +82,24 @@ function nextArrayInBulk() {
         'next_array() returns [array, first index], push_array() takes an array');
 }
 
+async function nextArrayAsync() {
+    const map = new FastMap.Mapper({argv: cWorker}).map(null);
+    map.push_array(new GLib.Variant('ax', Array.from({length: 5000}, (_, i) => i)));
+    map.close();
+    const got = [];
+    let inOrder = true;
+    for (;;) {
+        // eslint-disable-next-line no-await-in-loop
+        const [array, first] = await map.next_array_async(null);
+        if (array === null)
+            break;
+        inOrder = inOrder && first === got.length;
+        got.push(...array.deepUnpack());
+    }
+    ok(inOrder && got.join(',') === expected(5000),
+        'next_array_async() resolves to [array, first index]');
+}
+
 function signals() {
     const loop = new GLib.MainLoop(null, false);
     const results = [];
@@ -113,6 +131,7 @@ let crash = null;
         await nextAsyncGivesIndexes();
         await errorDomain();
         nextArrayInBulk();
+        await nextArrayAsync();
         signals();
     } catch (e) {
         crash = e;
