@@ -33,6 +33,12 @@
  *   bad-hello            a HELLO with the wrong magic (before any task)
  *   no-hello             a RESULTS frame instead of HELLO
  *
+ * And one mode that keeps the protocol, as a worker of the other byte
+ * order does (a remote one on another machine):
+ *   other-byte-order     says so in its hello and sends every value
+ *                        byteswapped; serves x → x * x for int64 tasks
+ *                        and gives back any other task as it is
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
@@ -182,7 +188,8 @@ write_raw_results (guint32      count,
 }
 
 static void
-write_hello (guint32 magic)
+write_hello_in (guint32 magic,
+                guint32 byte_order)
 {
   guint8 p[24] = { 0 };
   guint32 u;
@@ -192,11 +199,58 @@ write_hello (guint32 magic)
   memcpy (p, &u, 4);
   u = GUINT32_TO_LE (FM_WIRE_VERSION);
   memcpy (p + 4, &u, 4);
-  u = GUINT32_TO_LE (G_BYTE_ORDER);
+  u = GUINT32_TO_LE (byte_order);
   memcpy (p + 8, &u, 4);
   memcpy (p + 16, &pid, 8);
   put_header (sizeof p, FM_FRAME_HELLO);
   put (p, sizeof p);
+}
+
+static void
+write_hello (guint32 magic)
+{
+  write_hello_in (magic, G_BYTE_ORDER);
+}
+
+/* The worker of the other byte order. What the parent sends is in its
+ * order, which is this machine's: read as it is. What goes back is
+ * byteswapped as a whole array (a worker of that order would write the
+ * framing offsets of its arrays in it too). */
+static void
+serve_other_byte_order (void)
+{
+  write_hello_in (FM_WIRE_MAGIC, G_BYTE_ORDER == G_LITTLE_ENDIAN ? G_BIG_ENDIAN : G_LITTLE_ENDIAN);
+  for (;;)
+    {
+      FmWireBatch batch = { 0 };
+      g_autofree guint64 *indexes = NULL;
+      g_autofree GVariant **values = NULL;
+      g_autoptr(GVariant) array = NULL;
+      g_autoptr(GVariant) swapped = NULL;
+      g_autoptr(GError) error = NULL;
+      const char *type;
+
+      read_batch (&batch);
+      indexes = g_new (guint64, batch.count);
+      values = g_new (GVariant *, batch.count);
+      for (guint i = 0; i < batch.count; i++)
+        {
+          g_autoptr(GVariant) task = g_variant_get_child_value (batch.values, i);
+
+          indexes[i] = fm_wire_batch_index (&batch, i);
+          values[i] = g_variant_is_of_type (task, G_VARIANT_TYPE_INT64)
+            ? fm_test_square (task, NULL, NULL) : g_variant_ref (task);
+        }
+      type = g_variant_get_type_string (values[0]);
+      array = g_variant_ref_sink (g_variant_new_array (g_variant_get_type (values[0]),
+                                                       values, batch.count));
+      swapped = g_variant_take_ref (g_variant_byteswap (array));
+      if (!fm_wire_write_raw_batch (out_fd, FM_FRAME_RESULTS, indexes, batch.count, type,
+                                    g_variant_get_data (swapped), g_variant_get_size (swapped),
+                                    4096, &error))
+        die ("write", error);
+      fm_wire_batch_clear (&batch);
+    }
 }
 
 static void
@@ -314,6 +368,8 @@ main (int    argc,
     }
 
   read_config ();
+  if (g_str_equal (mode, "other-byte-order"))
+    serve_other_byte_order ();
   if (g_str_equal (mode, "bad-hello"))
     {
       write_hello (0xdeadbeef);

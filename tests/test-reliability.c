@@ -999,6 +999,82 @@ test_parent_killed (void)
   alarm (0);
 }
 
+/* ---- a worker of the other byte order ------------------------------- */
+
+/* Task i of the byte-order test: numbers of every size, and values of
+ * other types, in runs of 40. */
+static GVariant *
+byte_order_task (guint i)
+{
+  switch ((i / 40) % 9)
+    {
+    case 0: return g_variant_new_int64 (G_MININT64 / 4 + i * 1000003);
+    case 1: return g_variant_new_uint16 (0x1234 + i);
+    case 2: return g_variant_new_int32 (-(gint32) i * 100003);
+    case 3: return g_variant_new_uint64 (G_MAXUINT64 - i * 77);
+    case 4: return g_variant_new_double (i / 7.0 - 1e9);
+    case 5: return g_variant_new_string ("a string that needs framing");
+    case 6: return g_variant_new ("(sxq)", "tuple", (gint64) i << 20, (guint16) i);
+    case 7: return g_variant_new_boolean (i % 3 == 0);
+    default: return g_variant_new_parsed ("[%i, %i, 300000]", (gint32) i, -(gint32) i);
+    }
+}
+
+/* A worker of the other byte order (bad-worker's other-byte-order mode:
+ * it says so in its hello, and sends every value byteswapped) gives the
+ * same results as one of ours: int64 tasks squared, the others as they
+ * were, taken one by one or in arrays (for which numbers stay in the
+ * byteswapped frames). */
+static void
+test_other_byte_order (gconstpointer data)
+{
+  gboolean arrays = GPOINTER_TO_INT (data);
+  g_autoptr(FmMapper) mapper = bad_mapper ("other-byte-order", NULL, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) expected = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
+  guint64 next = 0;
+  const guint n = 3600;
+
+  watchdog (120);
+  for (guint i = 0; i < n; i++)
+    {
+      GVariant *task = g_variant_ref_sink (byte_order_task (i));
+
+      g_ptr_array_add (expected, g_variant_is_of_type (task, G_VARIANT_TYPE_INT64)
+                       ? g_variant_ref_sink (fm_test_square (task, NULL, NULL))
+                       : g_variant_ref (task));
+      fm_map_push (map, task);
+    }
+  fm_map_close (map);
+
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) got = NULL;
+      guint64 index;
+
+      got = arrays ? fm_map_next_array (map, &index, &error) : fm_map_next (map, &index, &error);
+      g_assert_no_error (error);
+      if (got == NULL)
+        break;
+      g_assert_cmpuint (index, ==, next);
+      if (!arrays)
+        {
+          g_assert_true (g_variant_equal (got, expected->pdata[next]));
+          next++;
+          continue;
+        }
+      for (gsize k = 0; k < g_variant_n_children (got); k++, next++)
+        {
+          g_autoptr(GVariant) child = g_variant_get_child_value (got, k);
+
+          g_assert_true (g_variant_equal (child, expected->pdata[next]));
+        }
+    }
+  g_assert_cmpuint (next, ==, n);
+  alarm (0);
+}
+
 /* ---- workers that lie ------------------------------------------------ */
 
 /* Modes of bad-worker that break the protocol after their hello. */
@@ -1285,6 +1361,10 @@ main (int    argc,
       g_test_add_data_func (always, before_hello_modes[i], test_protocol_greeting);
       g_test_add_data_func (once, before_hello_modes[i], test_protocol_once);
     }
+  g_test_add_data_func ("/reliability/other-byte-order/next", GINT_TO_POINTER (FALSE),
+                        test_other_byte_order);
+  g_test_add_data_func ("/reliability/other-byte-order/next-array", GINT_TO_POINTER (TRUE),
+                        test_other_byte_order);
   g_test_add_func ("/reliability/threads/unlimited", test_threads_unlimited);
   g_test_add_func ("/reliability/threads/refused", test_threads_refused);
 
