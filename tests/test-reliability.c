@@ -1008,7 +1008,7 @@ byte_order_task (guint i)
 {
   switch ((i / 40) % 9)
     {
-    case 0: return g_variant_new_int64 (G_MININT64 / 4 + i * 1000003);
+    case 0: return g_variant_new_int64 ((gint64) i * 1000003 - 1000000000);
     case 1: return g_variant_new_uint16 (0x1234 + i);
     case 2: return g_variant_new_int32 (-(gint32) i * 100003);
     case 3: return g_variant_new_uint64 (G_MAXUINT64 - i * 77);
@@ -1038,7 +1038,7 @@ test_other_byte_order (gconstpointer data)
   watchdog (120);
   for (guint i = 0; i < n; i++)
     {
-      GVariant *task = g_variant_ref_sink (byte_order_task (i));
+      g_autoptr(GVariant) task = g_variant_ref_sink (byte_order_task (i));
 
       g_ptr_array_add (expected, g_variant_is_of_type (task, G_VARIANT_TYPE_INT64)
                        ? g_variant_ref_sink (fm_test_square (task, NULL, NULL))
