@@ -65,10 +65,16 @@ async function errorDomain() {
         'a worker that cannot start rejects with FastMap.Error.WORKER_FAILED');
 }
 
-function nextArrayInBulk() {
+// A map of the C worker fed 0 .. count - 1 as one array.
+function pushedArrayMap(count) {
     const map = new FastMap.Mapper({argv: cWorker}).map(null);
-    map.push_array(new GLib.Variant('ax', Array.from({length: 5000}, (_, i) => i)));
+    map.push_array(new GLib.Variant('ax', Array.from({length: count}, (_, i) => i)));
     map.close();
+    return map;
+}
+
+function nextArrayInBulk() {
+    const map = pushedArrayMap(5000);
     const got = [];
     let inOrder = true;
     for (;;) {
@@ -83,9 +89,7 @@ function nextArrayInBulk() {
 }
 
 async function nextArrayAsync() {
-    const map = new FastMap.Mapper({argv: cWorker}).map(null);
-    map.push_array(new GLib.Variant('ax', Array.from({length: 5000}, (_, i) => i)));
-    map.close();
+    const map = pushedArrayMap(5000);
     const got = [];
     let inOrder = true;
     for (;;) {
