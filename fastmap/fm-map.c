@@ -2702,7 +2702,6 @@ fm_map_next_async (FmMap               *self,
   start_async (self, fm_map_next_async, cancellable, callback, user_data);
 }
 
-
 /**
  * fm_map_next_finish:
  * @self: an #FmMap
@@ -2781,7 +2780,6 @@ fm_map_next_array_finish (FmMap         *self,
 
   return finish_async (result, first_index, error);
 }
-
 
 /**
  * fm_map_get_n_workers:
