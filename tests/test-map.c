@@ -1293,6 +1293,39 @@ test_next_array_async (void)
   g_assert_cmpuint (w.arrays, <, 100000 / 100);
 }
 
+/* A map dropped with results of numbers still in their frames, in order
+ * or not: every slot lets its frame go (valgrind and AddressSanitizer,
+ * which the C tests also run under, see a leak or a double free). */
+static void
+test_next_array_dropped_early (gconstpointer ordered)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autofree gint64 *numbers = g_new (gint64, 100000);
+  g_autoptr(GVariant) array = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 first;
+  GPid pids[2];
+
+  for (gint64 i = 0; i < 100000; i++)
+    numbers[i] = i;
+  fm_mapper_set_ordered (mapper, GPOINTER_TO_INT (ordered));
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
+                                                     sizeof (gint64)));
+  fm_map_close (map);
+  array = fm_map_next_array (map, &first, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (array);
+  /* Let more results arrive and wait in the ring. */
+  g_usleep (50000);
+  for (guint w = 0; w < 2; w++)
+    pids[w] = fm_map_get_worker_pid (map, w);
+  g_clear_object (&map);
+  for (guint w = 0; w < 2; w++)
+    g_assert_true (fm_test_process_gone (pids[w], 10000));
+}
+
 /* fm_map_next() and fm_map_next_array() on one map, by turns: results
  * that wait in their batch for an array are taken one by one too. */
 static void
@@ -1838,6 +1871,10 @@ main (int    argc,
   g_test_add_func ("/map/next-array/unordered", test_next_array_unordered);
   g_test_add_func ("/map/next-array/and-next", test_next_array_and_next);
   g_test_add_func ("/map/next-array/async", test_next_array_async);
+  g_test_add_data_func ("/map/next-array/dropped-early/ordered", GINT_TO_POINTER (TRUE),
+                        test_next_array_dropped_early);
+  g_test_add_data_func ("/map/next-array/dropped-early/unordered", GINT_TO_POINTER (FALSE),
+                        test_next_array_dropped_early);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);
