@@ -1293,6 +1293,39 @@ test_next_array_async (void)
   g_assert_cmpuint (w.arrays, <, 100000 / 100);
 }
 
+/* A source, pulled by fm_map_next_array() in the consumer's thread, never
+ * further ahead than the window: every result, in order. */
+static void
+test_next_array_source (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
+  g_autoptr(FmMap) map = NULL;
+  Counter c = { 0, 50000, FALSE };
+  GVariant *array;
+  GError *error = NULL;
+  guint64 first, delivered = 0;
+
+  fm_mapper_set_max_in_flight (mapper, 1000);
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_set_source (map, count_source, &c, counter_destroyed);
+  while ((array = fm_map_next_array (map, &first, &error)) != NULL)
+    {
+      gsize n;
+      const gint64 *r = g_variant_get_fixed_array (array, &n, sizeof (gint64));
+
+      g_assert_cmpuint (first, ==, delivered);
+      for (gsize k = 0; k < n; k++)
+        g_assert_cmpint (r[k], ==, 2 * (gint64) (first + k));
+      delivered += n;
+      g_assert_cmpuint (c.pulled - delivered, <=, 1000);
+      g_variant_unref (array);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (delivered, ==, 50000);
+  g_clear_object (&map);
+  g_assert_true (c.destroyed);
+}
+
 /* A map dropped with results of numbers still in their frames, in order
  * or not: every slot lets its frame go (valgrind and AddressSanitizer,
  * which the C tests also run under, see a leak or a double free). */
@@ -1871,6 +1904,7 @@ main (int    argc,
   g_test_add_func ("/map/next-array/unordered", test_next_array_unordered);
   g_test_add_func ("/map/next-array/and-next", test_next_array_and_next);
   g_test_add_func ("/map/next-array/async", test_next_array_async);
+  g_test_add_func ("/map/next-array/source", test_next_array_source);
   g_test_add_data_func ("/map/next-array/dropped-early/ordered", GINT_TO_POINTER (TRUE),
                         test_next_array_dropped_early);
   g_test_add_data_func ("/map/next-array/dropped-early/unordered", GINT_TO_POINTER (FALSE),
