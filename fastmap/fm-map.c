@@ -2369,7 +2369,7 @@ next_run_locked (FmMap *self,
 {
   const char *type;
   Segment *seg;
-  guint64 i, j, n;
+  guint64 i, j = 0, n;
   Slot *s;
 
   memset (run, 0, sizeof *run);
@@ -2415,21 +2415,43 @@ next_run_locked (FmMap *self,
     run->bytes = g_malloc (n * run->size);
   else
     run->values = g_new (GVariant *, n);
-  for (guint64 k = 0; k < n; k++)
+  for (guint64 k = 0, len; k < n; k += len)
     {
+      Segment *from;
+
       peek_ready_locked (self, 0, &j);
       s = slot_at (self, j);
+      len = 1;
       if (run->size == 0)
         run->values[k] = g_steal_pointer (&s->value);
-      else if (s->seg != NULL)
-        {
-          memcpy (run->bytes + k * run->size, s->seg->data + s->seg_pos * run->size, run->size);
-          g_clear_pointer (&s->seg, segment_unref);
-        }
-      else
+      else if ((from = s->seg) == NULL)
         {
           g_variant_store (s->value, run->bytes + k * run->size);
           g_clear_pointer (&s->value, g_variant_unref);
+        }
+      else
+        {
+          /* In order, the slots that follow hold the frame's next
+           * results, most often: one copy for all of them, delivered at
+           * once (in order, only the slot at base is ever delivered). */
+          while (self->config.ordered && k + len < n &&
+                 slot_at (self, j + len)->seg == from &&
+                 slot_at (self, j + len)->seg_pos == s->seg_pos + len)
+            len++;
+          memcpy (run->bytes + k * run->size, from->data + s->seg_pos * run->size,
+                  len * run->size);
+          for (guint64 m = 0; m < len; m++)
+            slot_at (self, j + m)->seg = NULL;
+          from->refs -= len - 1;
+          segment_unref (from);
+          if (len > 1)
+            {
+              for (guint64 m = 0; m < len; m++)
+                slot_at (self, j + m)->state = SLOT_FREE;
+              self->base += len;
+              self->n_delivered += len;
+              continue;
+            }
         }
       deliver_locked (self, s);
     }
