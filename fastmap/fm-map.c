@@ -437,20 +437,28 @@ peek_ready_locked (FmMap   *self,
   return TRUE;
 }
 
-/* Marks the next result (the one peek_ready_locked() gives at 0), whose
- * value and error were taken, as handed over. */
+/* Marks the next @n results, of tasks @first to @first + @n - 1 (those
+ * peek_ready_locked() gives at 0 to @n - 1, one index after the other),
+ * whose values and errors were taken, as handed over. */
 static void
-deliver_locked (FmMap *self,
-                Slot  *s)
+deliver_locked (FmMap   *self,
+                guint64  first,
+                guint64  n)
 {
-  if (!self->config.ordered)
+  self->n_delivered += n;
+  if (self->config.ordered)
     {
-      self->done_head++;
-      self->done_len--;
+      /* In order, what is handed over starts at base: free at once. */
+      g_assert (first == self->base);
+      for (guint64 k = 0; k < n; k++)
+        slot_at (self, first + k)->state = SLOT_FREE;
+      self->base += n;
+      return;
     }
-  s->state = SLOT_DELIVERED;
-  self->n_delivered++;
-
+  for (guint64 k = 0; k < n; k++)
+    slot_at (self, first + k)->state = SLOT_DELIVERED;
+  self->done_head += n;
+  self->done_len -= n;
   while (self->base < self->dispatch_next &&
          slot_at (self, self->base)->state == SLOT_DELIVERED)
     {
@@ -482,7 +490,7 @@ take_ready_locked (FmMap     *self,
   else
     *value = g_steal_pointer (&s->value);
   *error = g_steal_pointer (&s->error);
-  deliver_locked (self, s);
+  deliver_locked (self, i, 1);
   return TRUE;
 }
 
@@ -906,7 +914,7 @@ numeric_size (const char *type)
  * took the lock: a frame of tiny results holds thousands, and the
  * consumer and the producer would wait while each is allocated. The
  * slots take them; the caller drops what is left after an error. Or
- * %NULL, for results that are numbers (of @numeric bytes each) once
+ * %NULL, for results that are numbers (numeric_size()) once
  * fm_map_next_array() was called: each slot then points into the batch,
  * and no GVariant is made for a result unless fm_map_next() takes it. */
 static gboolean
@@ -914,7 +922,6 @@ apply_results_locked (FmMap       *self,
                       Proc        *p,
                       FmWireBatch *batch,
                       GVariant   **values,
-                      gsize        numeric,
                       GError     **error)
 {
   Segment *seg = NULL;
@@ -925,7 +932,7 @@ apply_results_locked (FmMap       *self,
       seg = g_new0 (Segment, 1);
       seg->array = g_variant_ref (batch->values);
       seg->data = g_variant_get_data (seg->array);
-      seg->elem_size = numeric;
+      seg->elem_size = numeric_size (g_variant_get_type_string (seg->array) + 1);
       seg->n = batch->count;
       seg->refs = 1;
     }
@@ -1051,7 +1058,7 @@ handle_frame (FmMap   *self,
         }
       g_mutex_lock (&self->lock);
       p->quiet_since = g_get_monotonic_time ();
-      ok = apply_results_locked (self, p, &batch, values, numeric, error);
+      ok = apply_results_locked (self, p, &batch, values, error);
       break;
 
     case FM_FRAME_ERROR:
@@ -2369,7 +2376,7 @@ next_run_locked (FmMap *self,
 {
   const char *type;
   Segment *seg;
-  guint64 i, j = 0, n;
+  guint64 i, j, n;
   Slot *s;
 
   memset (run, 0, sizeof *run);
@@ -2386,7 +2393,7 @@ next_run_locked (FmMap *self,
   if (s->error != NULL)
     {
       run->error = g_steal_pointer (&s->error);
-      deliver_locked (self, s);
+      deliver_locked (self, i, 1);
       fill_locked (self);
       return TRUE;
     }
@@ -2419,8 +2426,7 @@ next_run_locked (FmMap *self,
     {
       Segment *from;
 
-      peek_ready_locked (self, 0, &j);
-      s = slot_at (self, j);
+      s = slot_at (self, i + k);
       len = 1;
       if (run->size == 0)
         run->values[k] = g_steal_pointer (&s->value);
@@ -2431,30 +2437,20 @@ next_run_locked (FmMap *self,
         }
       else
         {
-          /* In order, the slots that follow hold the frame's next
-           * results, most often: one copy for all of them, delivered at
-           * once (in order, only the slot at base is ever delivered). */
-          while (self->config.ordered && k + len < n &&
-                 slot_at (self, j + len)->seg == from &&
-                 slot_at (self, j + len)->seg_pos == s->seg_pos + len)
+          /* The slots that follow hold the frame's next results, most
+           * often: one copy for all of them. */
+          while (k + len < n && slot_at (self, i + k + len)->seg == from &&
+                 slot_at (self, i + k + len)->seg_pos == s->seg_pos + len)
             len++;
           memcpy (run->bytes + k * run->size, from->data + s->seg_pos * run->size,
                   len * run->size);
           for (guint64 m = 0; m < len; m++)
-            slot_at (self, j + m)->seg = NULL;
+            slot_at (self, i + k + m)->seg = NULL;
           from->refs -= len - 1;
           segment_unref (from);
-          if (len > 1)
-            {
-              for (guint64 m = 0; m < len; m++)
-                slot_at (self, j + m)->state = SLOT_FREE;
-              self->base += len;
-              self->n_delivered += len;
-              continue;
-            }
         }
-      deliver_locked (self, s);
     }
+  deliver_locked (self, i, n);
   fill_locked (self);
   return TRUE;
 }
