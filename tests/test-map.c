@@ -534,13 +534,14 @@ counter_destroyed (gpointer data)
   ((Counter *) data)->destroyed = TRUE;
 }
 
+/* A source is pulled in the consumer's thread, by fm_map_next() or, with
+ * @arrays, fm_map_next_array(), never further ahead than the window. */
 static void
-test_source_window (void)
+test_source_window (gconstpointer arrays)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = NULL;
-  Counter c = { 0, 500, FALSE };
-  GVariant *value;
+  Counter c = { 0, 5000, FALSE };
   GError *error = NULL;
   guint64 index, delivered = 0;
 
@@ -549,17 +550,27 @@ test_source_window (void)
   fm_map_set_source (map, count_source, &c, counter_destroyed);
   g_assert_cmpuint (c.pulled, ==, 0);   /* nothing is pulled before a consumer asks */
 
-  while ((value = fm_map_next (map, &index, &error)) != NULL)
+  for (;;)
     {
+      g_autoptr(GVariant) got = arrays ? fm_map_next_array (map, &index, &error)
+                                       : fm_map_next (map, &index, &error);
+      gsize n = 1;
+      const gint64 *r = NULL;
+
+      if (got == NULL)
+        break;
       g_assert_cmpuint (index, ==, delivered);
-      g_assert_cmpint (g_variant_get_int64 (value), ==, 2 * (gint64) index);
-      g_variant_unref (value);
-      delivered++;
+      if (arrays)
+        r = g_variant_get_fixed_array (got, &n, sizeof (gint64));
+      for (gsize k = 0; k < n; k++)
+        g_assert_cmpint (arrays ? r[k] : g_variant_get_int64 (got), ==,
+                         2 * (gint64) (index + k));
+      delivered += n;
       /* Never further ahead of the consumer than the window. */
       g_assert_cmpuint (c.pulled - delivered, <=, 16);
     }
   g_assert_no_error (error);
-  g_assert_cmpuint (delivered, ==, 500);
+  g_assert_cmpuint (delivered, ==, 5000);
   g_assert_false (c.destroyed);
   g_clear_object (&map);
   g_assert_true (c.destroyed);
@@ -1293,39 +1304,6 @@ test_next_array_async (void)
   g_assert_cmpuint (w.arrays, <, 100000 / 100);
 }
 
-/* A source, pulled by fm_map_next_array() in the consumer's thread, never
- * further ahead than the window: every result, in order. */
-static void
-test_next_array_source (void)
-{
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
-  g_autoptr(FmMap) map = NULL;
-  Counter c = { 0, 50000, FALSE };
-  GVariant *array;
-  GError *error = NULL;
-  guint64 first, delivered = 0;
-
-  fm_mapper_set_max_in_flight (mapper, 1000);
-  map = fm_mapper_map (mapper, NULL);
-  fm_map_set_source (map, count_source, &c, counter_destroyed);
-  while ((array = fm_map_next_array (map, &first, &error)) != NULL)
-    {
-      gsize n;
-      const gint64 *r = g_variant_get_fixed_array (array, &n, sizeof (gint64));
-
-      g_assert_cmpuint (first, ==, delivered);
-      for (gsize k = 0; k < n; k++)
-        g_assert_cmpint (r[k], ==, 2 * (gint64) (first + k));
-      delivered += n;
-      g_assert_cmpuint (c.pulled - delivered, <=, 1000);
-      g_variant_unref (array);
-    }
-  g_assert_no_error (error);
-  g_assert_cmpuint (delivered, ==, 50000);
-  g_clear_object (&map);
-  g_assert_true (c.destroyed);
-}
-
 /* A map dropped with results of numbers still in their frames, in order
  * or not: every slot lets its frame go (valgrind and AddressSanitizer,
  * which the C tests also run under, see a leak or a double free). */
@@ -1881,7 +1859,7 @@ main (int    argc,
   g_test_add_func ("/map/module-worker", test_module_worker);
   g_test_add_func ("/map/argv-worker", test_argv_worker);
   g_test_add_func ("/map/bytes-worker", test_bytes_worker);
-  g_test_add_func ("/map/source-window", test_source_window);
+  g_test_add_data_func ("/map/source-window", GINT_TO_POINTER (FALSE), test_source_window);
   g_test_add_func ("/map/endless-source", test_endless_source);
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
@@ -1904,7 +1882,7 @@ main (int    argc,
   g_test_add_func ("/map/next-array/unordered", test_next_array_unordered);
   g_test_add_func ("/map/next-array/and-next", test_next_array_and_next);
   g_test_add_func ("/map/next-array/async", test_next_array_async);
-  g_test_add_func ("/map/next-array/source", test_next_array_source);
+  g_test_add_data_func ("/map/next-array/source", GINT_TO_POINTER (TRUE), test_source_window);
   g_test_add_data_func ("/map/next-array/dropped-early/ordered", GINT_TO_POINTER (TRUE),
                         test_next_array_dropped_early);
   g_test_add_data_func ("/map/next-array/dropped-early/unordered", GINT_TO_POINTER (FALSE),
