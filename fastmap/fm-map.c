@@ -901,21 +901,13 @@ dispatch_locked (FmMap *self)
 
 /* ---- reading a worker ---------------------------------------------- */
 
-/* The size of a value of @type when its bytes, whatever they are, are a
- * value in normal form (numbers: not booleans, whose byte must be 0 or
- * 1), else 0. fm_map_next_array() copies such results as bytes. */
-static gsize
-numeric_size (const char *type)
-{
-  return type[0] == 'b' ? 0 : fm_wire_fixed_size (type);
-}
-
 /* @values: a GVariant per result of @batch, made by the reader before it
  * took the lock: a frame of tiny results holds thousands, and the
  * consumer and the producer would wait while each is allocated. The
  * slots take them; the caller drops what is left after an error. Or
- * %NULL, for results that are numbers (numeric_size()) once
+ * %NULL, for results that are numbers (fm_wire_number_size()) once
  * fm_map_next_array() was called: each slot then points into the batch,
+ * whose bytes fm_map_next_array() copies,
  * and no GVariant is made for a result unless fm_map_next() takes it. */
 static gboolean
 apply_results_locked (FmMap       *self,
@@ -932,7 +924,7 @@ apply_results_locked (FmMap       *self,
       seg = g_new0 (Segment, 1);
       seg->array = g_variant_ref (batch->values);
       seg->data = g_variant_get_data (seg->array);
-      seg->elem_size = numeric_size (g_variant_get_type_string (seg->array) + 1);
+      seg->elem_size = fm_wire_number_size (g_variant_get_type_string (seg->array) + 1);
       seg->n = batch->count;
       seg->refs = 1;
     }
@@ -1048,7 +1040,7 @@ handle_frame (FmMap   *self,
       if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
         return FALSE;
       if (g_atomic_int_get (&self->bulk))
-        numeric = numeric_size (g_variant_get_type_string (batch.values) + 1);
+        numeric = fm_wire_number_size (g_variant_get_type_string (batch.values) + 1);
       if (numeric == 0)
         {
           values = batch.count <= G_N_ELEMENTS (stack_values)
@@ -2417,7 +2409,7 @@ next_run_locked (FmMap *self,
 
   run->n = n;
   run->type = g_strdup (type);
-  run->size = numeric_size (type);
+  run->size = fm_wire_number_size (type);
   if (run->size > 0)
     run->bytes = g_malloc (n * run->size);
   else

@@ -331,6 +331,15 @@ fm_wire_fixed_size (const char *type)
     }
 }
 
+/* fm_wire_fixed_size(), but 0 for booleans: any bytes of the size of
+ * these types are a value of it in normal form (a boolean's byte is 0 or
+ * 1). */
+gsize
+fm_wire_number_size (const char *type)
+{
+  return type[0] == 'b' ? 0 : fm_wire_fixed_size (type);
+}
+
 gboolean
 fm_wire_write_raw_batch (int             fd,
                          FmFrameKind     kind,

@@ -122,6 +122,7 @@ gboolean  fm_wire_write_raw_batch (int                fd,
                                   guint32            credit,
                                   GError           **error);
 gsize     fm_wire_fixed_size     (const char        *type);
+gsize     fm_wire_number_size    (const char        *type);
 gboolean  fm_wire_parse_batch    (GBytes            *payload,
                                   gboolean           swap,
                                   FmWireBatch       *batch,

@@ -77,6 +77,10 @@ typedef struct
   GVariant *values;     /* owned, an array */
   guint64  *indexes;    /* owned, host order */
   guint     n;
+  GBytes   *numbers;    /* owned, values' bytes, when its children are numbers
+                         * (fm_wire_number_size()), else NULL */
+  const GVariantType *elem_type;
+  gsize     elem_size;  /* the size of a number */
 } Batch;
 
 /* Tasks in the queue: [pos, end) of a batch, holding a reference. */
@@ -189,6 +193,7 @@ batch_unref (Batch *b)
   if (!g_atomic_ref_count_dec (&b->refs))
     return;
   g_variant_unref (b->values);
+  g_clear_pointer (&b->numbers, g_bytes_unref);
   g_free (b->indexes);
   g_free (b);
 }
@@ -558,6 +563,21 @@ send_results_locked (Worker  *w,
  * (the time the system ran other threads is no cost of the tasks), else
  * their wall time. Their results go to the writer thread: a parent slow
  * to read is no cost of the tasks either. */
+/* Task @i of @b, a batch of numbers: a GVariant on a slice of its bytes,
+ * as g_variant_get_child_value() makes, without the checks that makes of
+ * each child (GLib 2.74 counts an untrusted array's children again for
+ * each one). Trusted: any bytes of a number's size are a number in normal
+ * form. The workers' CPU per task of bench-tiny bulk: 265-335 → 250-310
+ * ns (medians of 12 paired rounds). */
+static GVariant *
+number_task (Batch *b,
+             guint  i)
+{
+  g_autoptr(GBytes) bytes = g_bytes_new_from_bytes (b->numbers, i * b->elem_size, b->elem_size);
+
+  return g_variant_ref_sink (g_variant_new_from_bytes (b->elem_type, bytes, TRUE));
+}
+
 static guint
 run_chunk (Worker  *w,
            Running *r,
@@ -587,7 +607,9 @@ run_chunk (Worker  *w,
   thread_usage (&cpu0, &waits0);
   while (claim_task (r, &i))
     {
-      g_autoptr(GVariant) task = g_variant_get_child_value (b->values, i);
+      g_autoptr(GVariant) task = b->numbers != NULL
+        ? number_task (b, i)
+        : g_variant_get_child_value (b->values, i);
       g_autoptr(GError) error = NULL;
       GVariant *result;
       const char *type;
@@ -1211,6 +1233,11 @@ queue_batch (Worker      *w,
 
   g_atomic_ref_count_init (&b->refs);
   b->values = g_steal_pointer (&wb->values);
+  b->elem_type = g_variant_type_element (g_variant_get_type (b->values));
+  b->elem_size = fm_wire_number_size (g_variant_type_peek_string (b->elem_type));
+  /* The batch's count is its number of children (fm_wire_parse_batch()). */
+  b->numbers = b->elem_size > 0 && g_variant_get_size (b->values) == wb->count * b->elem_size
+    ? g_variant_get_data_as_bytes (b->values) : NULL;
   b->n = wb->count;
   b->indexes = g_new (guint64, wb->count);
   for (guint i = 0; i < wb->count; i++)
