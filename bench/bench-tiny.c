@@ -9,6 +9,7 @@
  *           thread
  *   bulk    the same tasks as array, and the results taken with
  *           fm_map_next_array(), as many as are ready at a time
+ *   push-bulk  the tasks of push, the results taken as in bulk
  *   inline  no map: make, call, take apart in this one thread (the floor of
  *           an API with one GVariant per task, on one core)
  * and prints tasks per second end to end (from the mapper's creation to
@@ -128,7 +129,7 @@ main (int argc, char **argv)
   g_autoptr(GThread) producer = NULL;
   Feed feed = { 0 };
   const char *mode;
-  gboolean producer_array;
+  gboolean producer_array, bulk_results;
   guint64 n, failed, n_results, threads, window;
   double t0, c0, wall, cpu, workers_cpu = 0;
 
@@ -144,6 +145,7 @@ main (int argc, char **argv)
   if (g_str_equal (mode, "inline"))
     return run_inline (n);
   producer_array = g_str_equal (mode, "array") || g_str_equal (mode, "bulk");
+  bulk_results = g_str_equal (mode, "bulk") || g_str_equal (mode, "push-bulk");
 
   t0 = bench_now ();
   c0 = bench_cpu (RUSAGE_SELF);
@@ -154,7 +156,7 @@ main (int argc, char **argv)
   feed.map = map;
   if (g_str_equal (mode, "source"))
     fm_map_set_source (map, feed_source, &feed, NULL);
-  else if (g_str_equal (mode, "push"))
+  else if (g_str_equal (mode, "push") || g_str_equal (mode, "push-bulk"))
     producer = g_thread_new ("producer", feed_push, &feed);
   else if (producer_array)
     producer = g_thread_new ("producer", feed_push_array, &feed);
@@ -165,7 +167,7 @@ main (int argc, char **argv)
     }
 
   failed = n_results = 0;
-  if (g_str_equal (mode, "bulk"))
+  if (bulk_results)
     {
       g_autoptr(GError) error = NULL;
       GVariant *results;
