@@ -122,9 +122,10 @@ def suite_b2(r, quick):
             r.c('bench-tiny', mode, n, 10000, threads, timeout=120,
                 label='B2 fastmap C %s threads-limit=%d' % (mode, threads),
                 impl='fastmap-c', mode=mode, threads_limit=threads, **base)
-    # Tiny tasks in bulk at a wider window: with both cores busy in the
-    # workers, the consumer waits for one, and 8192 tasks in flight drain
-    # before it runs (see docs/benchmarks.md, B2).
+    # Tiny tasks in bulk at a window set to 65536: what the default widens
+    # to for numbers taken in bulk since the eleventh session (8192 tasks in
+    # flight drained while the consumer waited for a core: docs/benchmarks.md,
+    # B2, bottleneck 34).
     r.c('bench-tiny', 'bulk', n, 10000, 0, 65536, timeout=120,
         label='B2 fastmap C bulk threads-limit=0 max-in-flight=65536',
         impl='fastmap-c', mode='bulk', threads_limit=0, **base)

@@ -4,9 +4,10 @@
  * themselves. Here the tasks go in as arrays of numbers with
  * fm_map_push_array() (one GVariant per 10 000 tasks), and the results
  * come out with fm_map_next_array(): every result that is ready, as one
- * `ax` with the index of its first; a window of 65536 tasks in flight
- * keeps the workers fed. Each result is checked; the program
- * fails if one is wrong or missing.
+ * `ax` with the index of its first. Tasks and results that are all
+ * numbers, taken that way, widen the default window from 8192 tasks in
+ * flight to 65536, which keeps the workers fed. Each result is checked;
+ * the program fails if one is wrong or missing.
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -62,9 +63,6 @@ main (int    argc,
 
   start = g_get_monotonic_time ();
   mapper = fm_mapper_new_for_function (square);
-  /* Tasks this small run out before the thread that takes their results
-   * gets a core from the busy workers: a wider window keeps them fed. */
-  fm_mapper_set_max_in_flight (mapper, 65536);
   map = fm_mapper_map (mapper, NULL);
   thread = g_thread_new ("producer", producer, map);
 

@@ -209,6 +209,10 @@ struct _FmMap
 
   Slot         *slots;            /* the ring */
   guint64       mask;             /* ring size - 1 */
+  guint64       window;           /* config.max_in_flight, or once widened
+                                   * config.wide_window (widen_locked()) */
+  gboolean      narrow;           /* a task or a result was not a number: the
+                                   * window stays config.max_in_flight */
   guint64       base;             /* lowest index not yet delivered */
   guint64       dispatch_next;    /* next index never dispatched */
   guint64       next_index;       /* next index to give an input task */
@@ -467,6 +471,54 @@ deliver_locked (FmMap   *self,
     }
 }
 
+/* The default window widens for numbers (#FmMapper:max-in-flight): once
+ * the consumer takes them in bulk, a task given in an array of numbers
+ * and a result that is a number cost their bytes and a slot each, and
+ * 8192 tasks of a microsecond run dry in the workers while the consumer
+ * waits for a core to take their results (B2, docs/benchmarks.md). The
+ * ring grows to fit, once; it never shrinks. */
+static void
+widen_locked (FmMap *self)
+{
+  guint64 size = self->mask + 1;
+
+  if (self->narrow || self->window >= self->config.wide_window)
+    return;
+  while (size < self->config.wide_window)
+    size <<= 1;
+  if (size > self->mask + 1)
+    {
+      Slot *slots = g_new0 (Slot, size);
+
+      /* Only slots [base, dispatch_next) hold anything. */
+      for (guint64 i = self->base; i < self->dispatch_next; i++)
+        slots[i & (size - 1)] = *slot_at (self, i);
+      if (self->done_queue != NULL)
+        {
+          guint64 *queue = g_new (guint64, size);
+
+          for (guint64 k = self->done_head; k < self->done_head + self->done_len; k++)
+            queue[k & (size - 1)] = self->done_queue[k & self->mask];
+          g_free (self->done_queue);
+          self->done_queue = queue;
+        }
+      g_free (self->slots);
+      self->slots = slots;
+      self->mask = size - 1;
+    }
+  self->window = self->config.wide_window;
+}
+
+/* A task or a result that is not a number: the window is the default's
+ * again, for good. Tasks beyond it wait for room, as when the consumer
+ * is slow. */
+static void
+narrow_locked (FmMap *self)
+{
+  self->narrow = TRUE;
+  self->window = self->config.max_in_flight;
+}
+
 /* Hands over the next result, if there is one. */
 static gboolean
 take_ready_locked (FmMap     *self,
@@ -501,7 +553,7 @@ room_locked (FmMap *self)
 {
   guint64 held = self->next_index - self->n_delivered;
 
-  return held >= self->config.max_in_flight ? 0 : self->config.max_in_flight - held;
+  return held >= self->window ? 0 : self->window - held;
 }
 
 /* The pending queue is an array read from its head, so that a task pushed
@@ -542,6 +594,7 @@ static void
 add_task_locked (FmMap    *self,
                  GVariant *task)
 {
+  narrow_locked (self);
   pending_push_locked (self, task);
   self->n_pending++;
   self->next_index++;
@@ -588,7 +641,7 @@ static guint64
 proc_cap (FmMap *self,
           Proc  *p)
 {
-  guint64 share = (self->config.max_in_flight + self->procs->len - 1) / self->procs->len;
+  guint64 share = (self->window + self->procs->len - 1) / self->procs->len;
 
   return MIN (p->credit, share);
 }
@@ -641,7 +694,7 @@ next_task_locked (FmMap     *self,
       gpointer item = pending_peek_locked (self);
 
       if (item == NULL ||
-          self->dispatch_next >= self->base + self->config.max_in_flight)
+          self->dispatch_next >= self->base + self->window)
         return FALSE;
       *index = self->dispatch_next++;
       s = slot_at (self, *index);
@@ -708,7 +761,7 @@ send_slice_locked (FmMap *self,
                    guint *sent)
 {
   gpointer item = pending_peek_locked (self);
-  guint64 window_end = self->base + self->config.max_in_flight;
+  guint64 window_end = self->base + self->window;
   g_autofree guint64 *indexes = NULL;
   Segment *seg;
   guint64 k;
@@ -842,7 +895,7 @@ dispatch_suspects_locked (FmMap *self)
 static guint64
 batch_min_locked (FmMap *self)
 {
-  return CLAMP (self->config.max_in_flight / 8, 1, 1024);
+  return CLAMP (self->window / 8, 1, 1024);
 }
 
 static void
@@ -858,7 +911,7 @@ dispatch_locked (FmMap *self)
 
   for (;;)
     {
-      guint64 window_end = self->base + self->config.max_in_flight;
+      guint64 window_end = self->base + self->window;
       guint64 fresh = MIN (self->n_pending,
                            window_end > self->dispatch_next ? window_end - self->dispatch_next : 0);
       guint64 total;
@@ -1004,7 +1057,7 @@ handle_frame (FmMap   *self,
   GVariant *stack_values[256];
   g_autofree GVariant **heap_values = NULL;
   GVariant **values = NULL;
-  gsize numeric = 0;
+  gsize number_size, numeric = 0;
 
   if (!p->said_hello && kind != FM_FRAME_HELLO)
     {
@@ -1039,8 +1092,9 @@ handle_frame (FmMap   *self,
     case FM_FRAME_RESULTS:
       if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
         return FALSE;
+      number_size = fm_wire_number_size (g_variant_get_type_string (batch.values) + 1);
       if (g_atomic_int_get (&self->bulk))
-        numeric = fm_wire_number_size (g_variant_get_type_string (batch.values) + 1);
+        numeric = number_size;
       if (numeric == 0)
         {
           values = batch.count <= G_N_ELEMENTS (stack_values)
@@ -1050,6 +1104,8 @@ handle_frame (FmMap   *self,
         }
       g_mutex_lock (&self->lock);
       p->quiet_since = g_get_monotonic_time ();
+      if (number_size == 0)
+        narrow_locked (self);
       ok = apply_results_locked (self, p, &batch, values, error);
       break;
 
@@ -1999,6 +2055,7 @@ _fm_map_new (const FmMapConfig *config,
   self->adopted = config->adopted != NULL ? config->adopted
                                           : g_array_new (FALSE, FALSE, sizeof (FmAdopted));
 
+  self->window = config->max_in_flight;
   while (size < config->max_in_flight)
     size <<= 1;
   self->mask = size - 1;
@@ -2104,7 +2161,7 @@ fm_map_push (FmMap    *self,
   /* With the window full, only a result taken frees room, and the
    * consumer dispatches then: a producer ahead of the workers would look
    * at every worker on every push for nothing. */
-  if (self->dispatch_next < self->base + self->config.max_in_flight)
+  if (self->dispatch_next < self->base + self->window)
     {
       if (self->n_pending >= PUSH_BATCH || at_workers < PUSH_EAGER * self->procs->len)
         dispatch_locked (self);
@@ -2166,6 +2223,8 @@ fm_map_push_array (FmMap    *self,
       g_critical ("fm_map_push_array: the map's input is closed or a source");
       return;
     }
+  if (seg->elem_size == 0)
+    narrow_locked (self);
   pending_push_locked (self, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
   self->n_pending += seg->n;
   self->next_index += seg->n;
@@ -2443,6 +2502,8 @@ next_run_locked (FmMap *self,
         }
     }
   deliver_locked (self, i, n);
+  if (run->size > 0)
+    widen_locked (self);
   fill_locked (self);
   return TRUE;
 }

@@ -89,6 +89,9 @@
  * overlap and for batches of tiny tasks to keep two cores busy, and few
  * enough that the parent's bookkeeping stays well under a megabyte. */
 #define DEFAULT_MAX_IN_FLIGHT 8192
+/* The default window while tasks and results are numbers (see
+ * #FmMapper:max-in-flight). */
+#define WIDE_MAX_IN_FLIGHT    65536
 #define DEFAULT_MAX_RETRIES   2
 
 /* BatchMode: a host that would ask for a password or a passphrase fails
@@ -316,8 +319,20 @@ fm_mapper_class_init (FmMapperClass *klass)
    * (the tasks and results it holds) and how far ahead of the consumer a
    * lazy source is pulled. In both orders it also bounds the span of
    * indexes in flight: a task that is still running holds back the
-   * dispatch of tasks #FmMapper:max-in-flight indexes after it. 0 picks
-   * the default, 8192.
+   * dispatch of tasks #FmMapper:max-in-flight indexes after it.
+   *
+   * 0 picks the default: 8192, and 65536 while the tasks are numbers and
+   * so are the results that the consumer takes in bulk. That is, from the
+   * first run of numbers that fm_map_next_array() (or its async form)
+   * takes, for as long as every task of the map came in an array of a
+   * basic fixed-size type given to fm_map_push_array() and every result
+   * is a number (of such a type, but a boolean): each task and result
+   * then costs its bytes and a slot of the ring (48 bytes), about 5 MiB
+   * at 65536, and a window of 8192 tasks of a microsecond or less runs
+   * dry in the workers while the consumer waits for a core. A task of
+   * another kind, pushed or pulled, or a result of another type, brings
+   * the window back to 8192 for good (tasks already sent beyond it
+   * finish). A value set here is the window, always.
    */
   properties [PROP_MAX_IN_FLIGHT] =
     g_param_spec_uint ("max-in-flight", "Max in flight", "How many tasks may be in flight, 0 for the default",
@@ -1031,6 +1046,7 @@ fm_mapper_map (FmMapper     *self,
   config.threads_limit = self->threads_limit;
   config.ordered = self->ordered;
   config.max_in_flight = self->max_in_flight ? self->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+  config.wide_window = self->max_in_flight ? 0 : WIDE_MAX_IN_FLIGHT;
   config.max_retries = self->max_retries;
   config.task_timeout = self->task_timeout;
   config.adopted = g_steal_pointer (&self->adopted);

@@ -25,6 +25,8 @@ typedef struct
   guint    threads_limit;    /* 0: no limit */
   gboolean ordered;
   guint    max_in_flight;    /* resolved: never 0 */
+  guint    wide_window;      /* what the default window widens to for numbers
+                              * (see widen_locked()), or 0: the caller set it */
   guint    max_retries;
   guint    task_timeout;     /* ms, 0: none */
   char   **hosts;            /* a host per worker, "" for this machine; NULL: all here */

@@ -52,6 +52,41 @@ identity (GVariant  *task,
   return g_variant_ref (task);
 }
 
+/* x → 3x, and task 0 only once the file that FM_TEST_RELEASE names
+ * exists (60 s at most): the window test's task held in its worker. */
+static GVariant *
+held_zero (GVariant  *task,
+           gpointer   user_data,
+           GError   **error)
+{
+  gint64 x = g_variant_get_int64 (task);
+
+  for (guint i = 0; x == 0 && i < 60000 && !g_file_test (g_getenv ("FM_TEST_RELEASE"), G_FILE_TEST_EXISTS); i++)
+    g_usleep (1000);
+  return g_variant_new_int64 (3 * x);
+}
+
+/* x → 3x, after computing for 5 µs. */
+static GVariant *
+spun_triple (GVariant  *task,
+             gpointer   user_data,
+             GError   **error)
+{
+  fm_test_spin_us (5);
+  return g_variant_new_int64 (3 * g_variant_get_int64 (task));
+}
+
+/* held_zero(), but its results are strings. */
+static GVariant *
+held_zero_string (GVariant  *task,
+                  gpointer   user_data,
+                  GError   **error)
+{
+  g_autoptr(GVariant) number = held_zero (task, user_data, error);
+
+  return g_variant_new_take_string (g_strdup_printf ("%" G_GINT64_FORMAT, g_variant_get_int64 (number)));
+}
+
 /* delay_ms → the worker's pid, after sleeping. */
 static GVariant *
 worker_pid (GVariant  *task,
@@ -1210,6 +1245,161 @@ test_next_array_failing_task (void)
   g_assert_cmpuint (errors, ==, 10);
 }
 
+typedef enum
+{
+  WINDOW_WIDENS,          /* numbers both ways: 8192, then 65536 */
+  WINDOW_TASKS_PUSHED,    /* the same tasks, one fm_map_push() each */
+  WINDOW_STRING_RESULTS,  /* results that are not numbers */
+  WINDOW_SET,             /* max-in-flight set to the default's value */
+} WindowCase;
+
+#define DEFAULT_WINDOW 8192
+#define WINDOW_TASKS   70000
+
+typedef struct
+{
+  GMutex    lock;
+  GCond     cond;
+  gboolean  reached;   /* the consumer took what it waited for */
+  gboolean  done;
+  const char *release; /* the file that lets task 0 end */
+} Release;
+
+/* Creates the release file 200 ms after the consumer took what it
+ * waited for (any result more comes meanwhile), or after 30 s. */
+static gpointer
+release_later (gpointer data)
+{
+  Release *r = data;
+  gint64 end = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+
+  g_mutex_lock (&r->lock);
+  while (!r->reached && !r->done && g_cond_wait_until (&r->cond, &r->lock, end))
+    ;
+  if (r->reached)
+    g_cond_wait_until (&r->cond, &r->lock, g_get_monotonic_time () + 200 * 1000);
+  g_mutex_unlock (&r->lock);
+  g_assert_true (g_file_set_contents (r->release, "", 0, NULL));
+  return NULL;
+}
+
+/* Unordered, task 0 held in its worker: the results that come before its
+ * are the window's other tasks. With the default window, that is 8191 of
+ * them, and more once it widened: only when tasks and results are
+ * numbers, the tasks given in arrays and the results taken in bulk. */
+static void
+test_window (gconstpointer data)
+{
+  WindowCase how = GPOINTER_TO_INT (data);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (how == WINDOW_STRING_RESULTS
+                                                   ? held_zero_string : held_zero, 2);
+  g_autoptr(FmMap) map = NULL;
+  g_autofree gboolean *seen = g_new0 (gboolean, WINDOW_TASKS);
+  g_autofree gint64 *tasks = g_new (gint64, WINDOW_TASKS);
+  Release r = { .release = (char *) g_getenv ("FM_TEST_RELEASE") };
+  guint64 before_zero = 0, taken = 0, first;
+  guint64 wait_for = how == WINDOW_WIDENS ? DEFAULT_WINDOW : DEFAULT_WINDOW - 1;
+  gboolean zero_seen = FALSE;
+  g_autoptr(GError) error = NULL;
+  GThread *releaser;
+  GVariant *array;
+
+  g_assert_false (g_file_test (r.release, G_FILE_TEST_EXISTS));
+  g_mutex_init (&r.lock);
+  g_cond_init (&r.cond);
+  fm_mapper_set_ordered (mapper, FALSE);
+  if (how == WINDOW_SET)
+    fm_mapper_set_max_in_flight (mapper, DEFAULT_WINDOW);
+  map = fm_mapper_map (mapper, NULL);
+  releaser = g_thread_new ("releaser", release_later, &r);
+
+  for (guint i = 0; i < WINDOW_TASKS; i++)
+    tasks[i] = i;
+  if (how == WINDOW_TASKS_PUSHED)
+    for (guint i = 0; i < WINDOW_TASKS; i++)
+      fm_map_push (map, g_variant_new_int64 (tasks[i]));
+  else
+    fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, tasks, WINDOW_TASKS,
+                                                       sizeof (gint64)));
+  fm_map_close (map);
+
+  /* The window's results wait, in the order they came, for the first
+   * fm_map_next_array(): it takes one run of them, and the window widens
+   * with the others still queued. */
+  g_usleep (200 * 1000);
+  while ((array = fm_map_next_array (map, &first, &error)) != NULL)
+    {
+      gsize n = g_variant_n_children (array);
+
+      for (gsize k = 0; k < n; k++)
+        {
+          g_autoptr(GVariant) v = g_variant_get_child_value (array, k);
+          g_autofree char *expected = g_strdup_printf ("%" G_GUINT64_FORMAT, 3 * (first + k));
+
+          g_assert_cmpuint (first + k, <, WINDOW_TASKS);
+          g_assert_false (seen[first + k]);
+          seen[first + k] = TRUE;
+          if (how == WINDOW_STRING_RESULTS)
+            g_assert_cmpstr (g_variant_get_string (v, NULL), ==, expected);
+          else
+            g_assert_cmpint (g_variant_get_int64 (v), ==, 3 * (gint64) (first + k));
+          zero_seen = zero_seen || first + k == 0;
+          before_zero += !zero_seen;
+        }
+      taken += n;
+      g_variant_unref (array);
+      g_mutex_lock (&r.lock);
+      if (!zero_seen && before_zero >= wait_for && !r.reached)
+        {
+          r.reached = TRUE;
+          g_cond_broadcast (&r.cond);
+        }
+      g_mutex_unlock (&r.lock);
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (taken, ==, WINDOW_TASKS);
+
+  g_mutex_lock (&r.lock);
+  r.done = TRUE;
+  g_cond_broadcast (&r.cond);
+  g_mutex_unlock (&r.lock);
+  g_thread_join (releaser);
+  g_assert_no_errno (g_unlink (r.release));
+  g_mutex_clear (&r.lock);
+  g_cond_clear (&r.cond);
+
+  g_test_message ("%" G_GUINT64_FORMAT " results before task 0's", before_zero);
+  if (how == WINDOW_WIDENS)
+    {
+      g_assert_cmpuint (before_zero, >=, DEFAULT_WINDOW);
+      g_assert_cmpuint (before_zero, <, 65536);
+    }
+  else
+    g_assert_cmpuint (before_zero, ==, DEFAULT_WINDOW - 1);
+}
+
+/* In order, the window widens while tasks are in flight: their slots move
+ * to the wider ring, and every result comes in its place. */
+static void
+test_window_widens_in_order (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (spun_triple, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autofree gint64 *tasks = g_new (gint64, WINDOW_TASKS);
+  g_autoptr(GPtrArray) values = NULL;
+  gsize max_len;
+
+  for (guint i = 0; i < WINDOW_TASKS; i++)
+    tasks[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, tasks, WINDOW_TASKS,
+                                                     sizeof (gint64)));
+  fm_map_close (map);
+  values = take_all_arrays (map, TRUE, NULL, &max_len);
+  g_assert_cmpuint (values->len, ==, WINDOW_TASKS);
+  for (guint i = 0; i < values->len; i++)
+    g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, 3 * (gint64) i);
+}
+
 /* Not in order: every result once, child k of an array being the result
  * of task first + k. */
 static void
@@ -1844,8 +2034,18 @@ int
 main (int    argc,
       char **argv)
 {
+  g_autofree char *release_dir = NULL;
+  g_autofree char *release = NULL;
+  int status;
+
   fm_init (&argc, &argv);
   g_test_init (&argc, &argv, NULL);
+  /* held_zero()'s release file, named before any thread starts, for
+   * every worker to inherit. */
+  release_dir = g_dir_make_tmp ("fm-test-map-XXXXXX", NULL);
+  g_assert_nonnull (release_dir);
+  release = g_build_filename (release_dir, "release", NULL);
+  g_setenv ("FM_TEST_RELEASE", release, TRUE);
 
   g_test_add_func ("/map/order-random-delays", test_order_random_delays);
   g_test_add_func ("/map/workers-end-by-themselves", test_workers_end_by_themselves);
@@ -1887,6 +2087,13 @@ main (int    argc,
                         test_next_array_dropped_early);
   g_test_add_data_func ("/map/next-array/dropped-early/unordered", GINT_TO_POINTER (FALSE),
                         test_next_array_dropped_early);
+  g_test_add_data_func ("/map/window/widens", GINT_TO_POINTER (WINDOW_WIDENS), test_window);
+  g_test_add_data_func ("/map/window/tasks-pushed", GINT_TO_POINTER (WINDOW_TASKS_PUSHED),
+                        test_window);
+  g_test_add_data_func ("/map/window/string-results", GINT_TO_POINTER (WINDOW_STRING_RESULTS),
+                        test_window);
+  g_test_add_data_func ("/map/window/set", GINT_TO_POINTER (WINDOW_SET), test_window);
+  g_test_add_func ("/map/window/widens-in-order", test_window_widens_in_order);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);
   g_test_add_func ("/map/results-before-a-blocking-last-task", test_results_before_a_blocking_last_task);
@@ -1903,5 +2110,7 @@ main (int    argc,
   g_test_add_func ("/map/cancel", test_cancel);
   g_test_add_func ("/map/worker-killed", test_worker_killed);
 
-  return g_test_run ();
+  status = g_test_run ();
+  g_rmdir (release_dir);
+  return status;
 }
