@@ -2562,11 +2562,12 @@ run_take_array (Run *run)
  * g_variant_get_fixed_array() reads. This is the way to take the results
  * of many tiny tasks, such as those given with fm_map_push_array(), at a
  * small fraction of fm_map_next()'s cost per result. Results of other
- * types cost what they cost fm_map_next(), and one array more. (Tasks
- * that take less than a microsecond also want a wider window than the
- * default, such as a #FmMapper:max-in-flight of 65536: while the workers
- * keep every core busy, the thread that takes the results waits for one,
- * and the tasks in flight must last the workers until it runs.)
+ * types cost what they cost fm_map_next(), and one array more. When the
+ * tasks too are numbers, given in arrays with fm_map_push_array(), the
+ * first run of numbers this takes widens the default window
+ * (#FmMapper:max-in-flight) from 8192 to 65536: while the workers keep
+ * every core busy, the thread that takes the results waits for one, and
+ * the tasks in flight must last the workers until it runs.
  *
  * For a task that failed, this returns %NULL with its error and its index
  * in @first_index; at the end of the results, %NULL and no error; if the
