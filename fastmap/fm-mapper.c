@@ -332,7 +332,11 @@ fm_mapper_class_init (FmMapperClass *klass)
    * dry in the workers while the consumer waits for a core. A task of
    * another kind, pushed or pulled, or a result of another type, brings
    * the window back to 8192 for good (tasks already sent beyond it
-   * finish). A value set here is the window, always.
+   * finish). A value set here is the window, always. The default looks
+   * at the types only: number tasks that wait rather than compute, given
+   * and taken in bulk with #FmMapper:threads-limit 0 (a thread per task
+   * in flight), may then run 65536 at a time, with as many threads
+   * between the workers; setting 8192 keeps the bound they had.
    */
   properties [PROP_MAX_IN_FLIGHT] =
     g_param_spec_uint ("max-in-flight", "Max in flight", "How many tasks may be in flight, 0 for the default",
