@@ -1277,7 +1277,11 @@ release_later (gpointer data)
   while (!r->reached && !r->done && g_cond_wait_until (&r->cond, &r->lock, end))
     ;
   if (r->reached)
-    g_cond_wait_until (&r->cond, &r->lock, g_get_monotonic_time () + 200 * 1000);
+    {
+      end = g_get_monotonic_time () + 200 * 1000;
+      while (g_cond_wait_until (&r->cond, &r->lock, end))
+        ;
+    }
   g_mutex_unlock (&r->lock);
   g_assert_true (g_file_set_contents (r->release, "", 0, NULL));
   return NULL;
@@ -1296,7 +1300,7 @@ test_window (gconstpointer data)
   g_autoptr(FmMap) map = NULL;
   g_autofree gboolean *seen = g_new0 (gboolean, WINDOW_TASKS);
   g_autofree gint64 *tasks = g_new (gint64, WINDOW_TASKS);
-  Release r = { .release = (char *) g_getenv ("FM_TEST_RELEASE") };
+  Release r = { .release = g_getenv ("FM_TEST_RELEASE") };
   guint64 before_zero = 0, taken = 0, first;
   guint64 wait_for = how == WINDOW_WIDENS ? DEFAULT_WINDOW : DEFAULT_WINDOW - 1;
   gboolean zero_seen = FALSE;
