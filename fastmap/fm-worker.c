@@ -558,11 +558,6 @@ send_results_locked (Worker  *w,
   r->sent = n;
 }
 
-/* Runs the tasks of @r's chunk it claims; returns how many, and in
- * @elapsed_ns the time they took: their CPU time if they never waited
- * (the time the system ran other threads is no cost of the tasks), else
- * their wall time. Their results go to the writer thread: a parent slow
- * to read is no cost of the tasks either. */
 /* Task @i of @b, a batch of numbers: a GVariant on a slice of its bytes,
  * as g_variant_get_child_value() makes, without the checks that makes of
  * each child (GLib 2.74 counts an untrusted array's children again for
@@ -578,6 +573,11 @@ number_task (Batch *b,
   return g_variant_ref_sink (g_variant_new_from_bytes (b->elem_type, bytes, TRUE));
 }
 
+/* Runs the tasks of @r's chunk it claims; returns how many, and in
+ * @elapsed_ns the time they took: their CPU time if they never waited
+ * (the time the system ran other threads is no cost of the tasks), else
+ * their wall time. Their results go to the writer thread: a parent slow
+ * to read is no cost of the tasks either. */
 static guint
 run_chunk (Worker  *w,
            Running *r,
