@@ -563,6 +563,9 @@ static void
 pending_push_locked (FmMap    *self,
                      gpointer  item)
 {
+  /* Only tasks of an array of numbers keep the window wide. */
+  if (!IS_SEGMENT (item) || AS_SEGMENT (item)->elem_size == 0)
+    narrow_locked (self);
   g_ptr_array_add (self->pending, item);
 }
 
@@ -594,7 +597,6 @@ static void
 add_task_locked (FmMap    *self,
                  GVariant *task)
 {
-  narrow_locked (self);
   pending_push_locked (self, task);
   self->n_pending++;
   self->next_index++;
@@ -1057,7 +1059,7 @@ handle_frame (FmMap   *self,
   GVariant *stack_values[256];
   g_autofree GVariant **heap_values = NULL;
   GVariant **values = NULL;
-  gsize number_size, numeric = 0;
+  gsize number_size;
 
   if (!p->said_hello && kind != FM_FRAME_HELLO)
     {
@@ -1093,9 +1095,7 @@ handle_frame (FmMap   *self,
       if (!fm_wire_parse_batch (payload, p->swap, &batch, error))
         return FALSE;
       number_size = fm_wire_number_size (g_variant_get_type_string (batch.values) + 1);
-      if (g_atomic_int_get (&self->bulk))
-        numeric = number_size;
-      if (numeric == 0)
+      if (number_size == 0 || !g_atomic_int_get (&self->bulk))
         {
           values = batch.count <= G_N_ELEMENTS (stack_values)
             ? stack_values : (heap_values = g_new (GVariant *, batch.count));
@@ -2223,8 +2223,6 @@ fm_map_push_array (FmMap    *self,
       g_critical ("fm_map_push_array: the map's input is closed or a source");
       return;
     }
-  if (seg->elem_size == 0)
-    narrow_locked (self);
   pending_push_locked (self, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
   self->n_pending += seg->n;
   self->next_index += seg->n;
