@@ -169,6 +169,19 @@ take_all (FmMap  *map,
   return values;
 }
 
+/* Pushes tasks 0 .. @n - 1 as one array of int64: numbers in bulk. */
+static void
+push_range (FmMap  *map,
+            gint64  n)
+{
+  g_autofree gint64 *numbers = g_new (gint64, n);
+
+  for (gint64 i = 0; i < n; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n,
+                                                     sizeof (gint64)));
+}
+
 /* Takes every result with fm_map_next_array(), which must all succeed,
  * each array beginning where the last one ended unless @ordered is
  * FALSE. Returns the results in the order they came (their indexes in
@@ -747,13 +760,10 @@ check_push_array (FmFunction func,
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (func, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  g_autofree gint64 *numbers = g_new (gint64, n);
   g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("ax"));
 
-  for (gint64 i = 0; i < n; i++)
-    numbers[i] = i;
   /* Numbers in bulk, one pushed alone, an array built child by child. */
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
+  push_range (map, n);
   fm_map_push (map, g_variant_new_int64 (n));
   for (gint64 i = n + 1; i < n + 10; i++)
     g_variant_builder_add (builder, "x", i);
@@ -1025,14 +1035,11 @@ push_and_take_pausing (FmMap  *map,
                        gint64  every,
                        gulong  pause_us)
 {
-  g_autofree gint64 *numbers = g_new (gint64, n);
   GVariant *value;
   GError *error = NULL;
   gint64 most = 0, taken = 0;
 
-  for (gint64 i = 0; i < n; i++)
-    numbers[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n, sizeof (gint64)));
+  push_range (map, n);
   fm_map_close (map);
   while ((value = fm_map_next (map, NULL, &error)) != NULL)
     {
@@ -1299,7 +1306,6 @@ test_window (gconstpointer data)
                                                    ? held_zero_string : held_zero, 2);
   g_autoptr(FmMap) map = NULL;
   g_autofree gboolean *seen = g_new0 (gboolean, WINDOW_TASKS);
-  g_autofree gint64 *tasks = g_new (gint64, WINDOW_TASKS);
   Release r = { .release = g_getenv ("FM_TEST_RELEASE") };
   guint64 before_zero = 0, taken = 0, first;
   guint64 wait_for = how == WINDOW_WIDENS ? DEFAULT_WINDOW : DEFAULT_WINDOW - 1;
@@ -1317,14 +1323,11 @@ test_window (gconstpointer data)
   map = fm_mapper_map (mapper, NULL);
   releaser = g_thread_new ("releaser", release_later, &r);
 
-  for (guint i = 0; i < WINDOW_TASKS; i++)
-    tasks[i] = i;
   if (how == WINDOW_TASKS_PUSHED)
-    for (guint i = 0; i < WINDOW_TASKS; i++)
-      fm_map_push (map, g_variant_new_int64 (tasks[i]));
+    for (gint64 i = 0; i < WINDOW_TASKS; i++)
+      fm_map_push (map, g_variant_new_int64 (i));
   else
-    fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, tasks, WINDOW_TASKS,
-                                                       sizeof (gint64)));
+    push_range (map, WINDOW_TASKS);
   fm_map_close (map);
 
   /* The window's results wait, in the order they came, for the first
@@ -1389,14 +1392,10 @@ test_window_widens_in_order (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (spun_triple, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  g_autofree gint64 *tasks = g_new (gint64, WINDOW_TASKS);
   g_autoptr(GPtrArray) values = NULL;
   gsize max_len;
 
-  for (guint i = 0; i < WINDOW_TASKS; i++)
-    tasks[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, tasks, WINDOW_TASKS,
-                                                     sizeof (gint64)));
+  push_range (map, WINDOW_TASKS);
   fm_map_close (map);
   values = take_all_arrays (map, TRUE, NULL, &max_len);
   g_assert_cmpuint (values->len, ==, WINDOW_TASKS);
@@ -1482,13 +1481,9 @@ test_next_array_async (void)
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
-  g_autofree gint64 *numbers = g_new (gint64, 100000);
   ArrayWait w = { loop, 0, 0, TRUE };
 
-  for (gint64 i = 0; i < 100000; i++)
-    numbers[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
-                                                     sizeof (gint64)));
+  push_range (map, 100000);
   fm_map_close (map);
   fm_map_next_array_async (map, NULL, on_next_array, &w);
   g_main_loop_run (loop);
@@ -1506,18 +1501,14 @@ test_next_array_dropped_early (gconstpointer ordered)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = NULL;
-  g_autofree gint64 *numbers = g_new (gint64, 100000);
   g_autoptr(GVariant) array = NULL;
   g_autoptr(GError) error = NULL;
   guint64 first;
   GPid pids[2];
 
-  for (gint64 i = 0; i < 100000; i++)
-    numbers[i] = i;
   fm_mapper_set_ordered (mapper, GPOINTER_TO_INT (ordered));
   map = fm_mapper_map (mapper, NULL);
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
-                                                     sizeof (gint64)));
+  push_range (map, 100000);
   fm_map_close (map);
   array = fm_map_next_array (map, &first, &error);
   g_assert_no_error (error);
@@ -1538,13 +1529,9 @@ test_next_array_and_next (void)
 {
   g_autoptr(FmMapper) mapper = fm_test_mapper_for (twice, 2);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  g_autofree gint64 *numbers = g_new (gint64, 100000);
   guint64 expected = 0, turns = 0;
 
-  for (gint64 i = 0; i < 100000; i++)
-    numbers[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, 100000,
-                                                     sizeof (gint64)));
+  push_range (map, 100000);
   fm_map_close (map);
 
   for (;; turns++)
