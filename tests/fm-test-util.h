@@ -52,6 +52,19 @@ fm_test_mapper_for (FmFunction func,
   return mapper;
 }
 
+/* Pushes tasks 0 .. @n - 1 as one array of int64: numbers in bulk. */
+static inline void
+fm_test_push_range (FmMap  *map,
+                    gint64  n)
+{
+  g_autofree gint64 *numbers = g_new (gint64, n);
+
+  for (gint64 i = 0; i < n; i++)
+    numbers[i] = i;
+  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n,
+                                                     sizeof (gint64)));
+}
+
 /* The value of the line @name ("PPid:", "Tgid:", "State:"...) of the
  * text of a /proc/PID/status, or NULL. */
 static inline char *

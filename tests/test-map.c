@@ -169,19 +169,6 @@ take_all (FmMap  *map,
   return values;
 }
 
-/* Pushes tasks 0 .. @n - 1 as one array of int64: numbers in bulk. */
-static void
-push_range (FmMap  *map,
-            gint64  n)
-{
-  g_autofree gint64 *numbers = g_new (gint64, n);
-
-  for (gint64 i = 0; i < n; i++)
-    numbers[i] = i;
-  fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, numbers, n,
-                                                     sizeof (gint64)));
-}
-
 /* Takes every result with fm_map_next_array(), which must all succeed,
  * each array beginning where the last one ended unless @ordered is
  * FALSE. Returns the results in the order they came (their indexes in
@@ -763,7 +750,7 @@ check_push_array (FmFunction func,
   g_autoptr(GVariantBuilder) builder = g_variant_builder_new (G_VARIANT_TYPE ("ax"));
 
   /* Numbers in bulk, one pushed alone, an array built child by child. */
-  push_range (map, n);
+  fm_test_push_range (map, n);
   fm_map_push (map, g_variant_new_int64 (n));
   for (gint64 i = n + 1; i < n + 10; i++)
     g_variant_builder_add (builder, "x", i);
@@ -1039,7 +1026,7 @@ push_and_take_pausing (FmMap  *map,
   GError *error = NULL;
   gint64 most = 0, taken = 0;
 
-  push_range (map, n);
+  fm_test_push_range (map, n);
   fm_map_close (map);
   while ((value = fm_map_next (map, NULL, &error)) != NULL)
     {
@@ -1327,7 +1314,7 @@ test_window (gconstpointer data)
     for (gint64 i = 0; i < WINDOW_TASKS; i++)
       fm_map_push (map, g_variant_new_int64 (i));
   else
-    push_range (map, WINDOW_TASKS);
+    fm_test_push_range (map, WINDOW_TASKS);
   fm_map_close (map);
 
   /* The window's results wait, in the order they came, for the first
@@ -1395,7 +1382,7 @@ test_window_widens_in_order (void)
   g_autoptr(GPtrArray) values = NULL;
   gsize max_len;
 
-  push_range (map, WINDOW_TASKS);
+  fm_test_push_range (map, WINDOW_TASKS);
   fm_map_close (map);
   values = take_all_arrays (map, TRUE, NULL, &max_len);
   g_assert_cmpuint (values->len, ==, WINDOW_TASKS);
@@ -1483,7 +1470,7 @@ test_next_array_async (void)
   g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
   ArrayWait w = { loop, 0, 0, TRUE };
 
-  push_range (map, 100000);
+  fm_test_push_range (map, 100000);
   fm_map_close (map);
   fm_map_next_array_async (map, NULL, on_next_array, &w);
   g_main_loop_run (loop);
@@ -1508,7 +1495,7 @@ test_next_array_dropped_early (gconstpointer ordered)
 
   fm_mapper_set_ordered (mapper, GPOINTER_TO_INT (ordered));
   map = fm_mapper_map (mapper, NULL);
-  push_range (map, 100000);
+  fm_test_push_range (map, 100000);
   fm_map_close (map);
   array = fm_map_next_array (map, &first, &error);
   g_assert_no_error (error);
@@ -1531,7 +1518,7 @@ test_next_array_and_next (void)
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
   guint64 expected = 0, turns = 0;
 
-  push_range (map, 100000);
+  fm_test_push_range (map, 100000);
   fm_map_close (map);
 
   for (;; turns++)
