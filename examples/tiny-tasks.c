@@ -4,7 +4,7 @@
  * themselves. Here the tasks go in as arrays of numbers with
  * fm_map_push_array() (one GVariant per 10 000 tasks), and the results
  * come out with fm_map_next_array(): every result that is ready, as one
- * `ax` with the index of its first. Tasks and results that are all
+ * `ax` with the index of its first. Tiny tasks and results that are all
  * numbers, taken that way, widen the default window from 8192 tasks in
  * flight to 65536, which keeps the workers fed. Each result is checked;
  * the program fails if one is wrong or missing.

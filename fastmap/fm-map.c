@@ -184,6 +184,7 @@ typedef struct
   guint32      credit;     /* tasks it wants to hold, G_MAXUINT32: no limit,
                             * 0: a remote worker that has not said hello */
   guint        outstanding;
+  gboolean     tiny;       /* its last results said FM_WIRE_BATCH_TINY */
   gboolean     said_hello;
   gboolean     swap;       /* its byte order is not ours */
   gboolean     dead;
@@ -209,10 +210,11 @@ struct _FmMap
 
   Slot         *slots;            /* the ring */
   guint64       mask;             /* ring size - 1 */
-  guint64       window;           /* config.max_in_flight, or once widened
+  guint64       window;           /* config.max_in_flight, or while widened
                                    * config.wide_window (widen_locked()) */
   gboolean      narrow;           /* a task or a result was not a number: the
                                    * window stays config.max_in_flight */
+  gboolean      numbers_taken;    /* fm_map_next_array() took a run of numbers */
   guint64       base;             /* lowest index not yet delivered */
   guint64       dispatch_next;    /* next index never dispatched */
   guint64       next_index;       /* next index to give an input task */
@@ -471,18 +473,36 @@ deliver_locked (FmMap   *self,
     }
 }
 
+/* Whether every worker's last results said its tasks are tiny. */
+static gboolean
+workers_tiny_locked (FmMap *self)
+{
+  for (guint i = 0; i < self->procs->len; i++)
+    {
+      Proc *p = g_ptr_array_index (self->procs, i);
+
+      if (p != NULL && !p->dead && !p->tiny)
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* The default window widens for numbers (#FmMapper:max-in-flight): once
  * the consumer takes them in bulk, a task given in an array of numbers
  * and a result that is a number cost their bytes and a slot each, and
  * 8192 tasks of a microsecond run dry in the workers while the consumer
- * waits for a core to take their results (B2, docs/benchmarks.md). The
- * ring grows to fit, once; it never shrinks. */
+ * waits for a core to take their results (B2, docs/benchmarks.md). Only
+ * while every worker finds the tasks tiny: tasks that wait would each
+ * hold a thread of a worker with threads-limit 0, and 65536 threads is
+ * no default (unwiden_locked()). The ring grows to fit, once; it never
+ * shrinks. */
 static void
 widen_locked (FmMap *self)
 {
   guint64 size = self->mask + 1;
 
-  if (self->narrow || self->window >= self->config.wide_window)
+  if (self->narrow || !self->numbers_taken || self->window >= self->config.wide_window ||
+      !workers_tiny_locked (self))
     return;
   while (size < self->config.wide_window)
     size <<= 1;
@@ -516,6 +536,14 @@ static void
 narrow_locked (FmMap *self)
 {
   self->narrow = TRUE;
+  self->window = self->config.max_in_flight;
+}
+
+/* A worker does not find the tasks tiny (or not yet, as a new one): the
+ * window is the default's until they all do again. */
+static void
+unwiden_locked (FmMap *self)
+{
   self->window = self->config.max_in_flight;
 }
 
@@ -750,7 +778,8 @@ send_tasks (Proc           *p,
             guint           count)
 {
   proc_sent (p, count,
-             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, sizes, count, 0, NULL));
+             fm_wire_write_batch (p->fd, FM_FRAME_TASKS, indexes, values, sizes, count, 0, 0,
+                                  NULL));
 }
 
 /* Sends the next tasks as they are, when they are numbers of a pushed
@@ -794,7 +823,7 @@ send_slice_locked (FmMap *self,
              fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
                                       g_variant_get_type_string (seg->array) + 1,
                                       seg->data + seg->taken * seg->elem_size,
-                                      k * seg->elem_size, 0, NULL));
+                                      k * seg->elem_size, 0, 0, NULL));
   seg->taken += k;
   if (seg->taken == seg->n)
     segment_unref (AS_SEGMENT (pending_pop_locked (self)));
@@ -1012,9 +1041,15 @@ apply_results_locked (FmMap       *self,
     }
   if (seg != NULL)
     segment_unref (seg);
-  if (ok)
-    p->credit = MAX (batch->credit, 1);
-  return ok;
+  if (!ok)
+    return FALSE;
+  p->credit = MAX (batch->credit, 1);
+  p->tiny = (batch->flags & FM_WIRE_BATCH_TINY) != 0;
+  if (!p->tiny)
+    unwiden_locked (self);
+  else
+    widen_locked (self);
+  return TRUE;
 }
 
 static gboolean
@@ -2501,7 +2536,10 @@ next_run_locked (FmMap *self,
     }
   deliver_locked (self, i, n);
   if (run->size > 0)
-    widen_locked (self);
+    {
+      self->numbers_taken = TRUE;
+      widen_locked (self);
+    }
   fill_locked (self);
   return TRUE;
 }
@@ -2561,11 +2599,12 @@ run_take_array (Run *run)
  * of many tiny tasks, such as those given with fm_map_push_array(), at a
  * small fraction of fm_map_next()'s cost per result. Results of other
  * types cost what they cost fm_map_next(), and one array more. When the
- * tasks too are numbers, given in arrays with fm_map_push_array(), the
- * first run of numbers this takes widens the default window
- * (#FmMapper:max-in-flight) from 8192 to 65536: while the workers keep
- * every core busy, the thread that takes the results waits for one, and
- * the tasks in flight must last the workers until it runs.
+ * tasks too are numbers, given in arrays with fm_map_push_array(), and
+ * the workers find them tiny, the first run of numbers this takes widens
+ * the default window (#FmMapper:max-in-flight) from 8192 to 65536: while
+ * the workers keep every core busy, the thread that takes the results
+ * waits for one, and the tasks in flight must last the workers until it
+ * runs.
  *
  * For a task that failed, this returns %NULL with its error and its index
  * in @first_index; at the end of the results, %NULL and no error; if the

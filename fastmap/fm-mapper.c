@@ -321,22 +321,24 @@ fm_mapper_class_init (FmMapperClass *klass)
    * indexes in flight: a task that is still running holds back the
    * dispatch of tasks #FmMapper:max-in-flight indexes after it.
    *
-   * 0 picks the default: 8192, and 65536 while the tasks are numbers and
-   * so are the results that the consumer takes in bulk. That is, from the
-   * first run of numbers that fm_map_next_array() (or its async form)
-   * takes, for as long as every task of the map came in an array of a
-   * basic fixed-size type given to fm_map_push_array() and every result
-   * is a number (of such a type, but a boolean): each task and result
-   * then costs its bytes and a slot of the ring (48 bytes), about 5 MiB
-   * at 65536, and a window of 8192 tasks of a microsecond or less runs
-   * dry in the workers while the consumer waits for a core. A task of
-   * another kind, pushed or pulled, or a result of another type, brings
-   * the window back to 8192 for good (tasks already sent beyond it
-   * finish). A value set here is the window, always. The default looks
-   * at the types only: number tasks that wait rather than compute, given
-   * and taken in bulk with #FmMapper:threads-limit 0 (a thread per task
-   * in flight), may then run 65536 at a time, with as many threads
-   * between the workers; setting 8192 keeps the bound they had.
+   * 0 picks the default: 8192, and 65536 while the tasks are tiny
+   * numbers and so are the results that the consumer takes in bulk. That
+   * is, from the first run of numbers that fm_map_next_array() (or its
+   * async form) takes, for as long as every task of the map came in an
+   * array of a basic fixed-size type given to fm_map_push_array(), every
+   * result is a number (of such a type, but a boolean), and every worker
+   * finds the tasks tiny (they take under 100 µs each, so that it runs
+   * them in chunks): each task and result then costs its bytes and a slot
+   * of the ring (48 bytes), about 5 MiB at 65536, and a window of 8192
+   * tasks of a microsecond or less runs dry in the workers while the
+   * consumer waits for a core. A task of another kind, pushed or pulled,
+   * or a result of another type, brings the window back to 8192 for good;
+   * a worker that no longer finds the tasks tiny (they wait, or grew
+   * slower) brings it back until every worker finds them tiny again.
+   * Tasks already sent beyond the window finish. So number tasks that
+   * wait rather than compute keep the bound of 8192, and with
+   * #FmMapper:threads-limit 0 (a thread per task in flight) the bound on
+   * threads that it gives. A value set here is the window, always.
    */
   properties [PROP_MAX_IN_FLIGHT] =
     g_param_spec_uint ("max-in-flight", "Max in flight", "How many tasks may be in flight, 0 for the default",

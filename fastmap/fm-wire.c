@@ -349,6 +349,7 @@ fm_wire_write_raw_batch (int             fd,
                          gconstpointer   data,
                          gsize           size,
                          guint32         credit,
+                         guint32         flags,
                          GError        **error)
 {
   static const guint8 zeros[8] = { 0 };
@@ -371,7 +372,7 @@ fm_wire_write_raw_batch (int             fd,
   put_u32 (batch, count);
   put_u32 (batch + 4, type_len);
   put_u32 (batch + 8, credit);
-  put_u32 (batch + 12, 0);
+  put_u32 (batch + 12, flags);
   frame_header (header, kind,
                 BATCH_HEADER_SIZE + 8 * (gsize) count + type_len + pad + size);
 
@@ -395,6 +396,7 @@ fm_wire_write_batch (int               fd,
                      const gsize      *sizes,
                      guint             count,
                      guint32           credit,
+                     guint32           flags,
                      GError          **error)
 {
   const char *type = g_variant_get_type_string (values[0]);
@@ -417,7 +419,7 @@ fm_wire_write_batch (int               fd,
       array = g_variant_ref_sink (g_variant_new_array (NULL, values, count));
       return fm_wire_write_raw_batch (fd, kind, indexes, count, type,
                                       g_variant_get_data (array), g_variant_get_size (array),
-                                      credit, error);
+                                      credit, flags, error);
     }
 
   /* Numbers: their bytes one after the other, without building an array. */
@@ -425,7 +427,7 @@ fm_wire_write_batch (int               fd,
   for (guint i = 0; i < count; i++)
     memcpy (data + i * fixed, g_variant_get_data (values[i]), fixed);
   return fm_wire_write_raw_batch (fd, kind, indexes, count, type,
-                                  data, fixed * count, credit, error);
+                                  data, fixed * count, credit, flags, error);
 }
 
 gboolean
@@ -486,6 +488,7 @@ fm_wire_parse_batch (GBytes       *payload,
   batch->indexes = (const guint64 *) (p + BATCH_HEADER_SIZE);
   batch->count = count;
   batch->credit = get_u32 (p + 8);
+  batch->flags = get_u32 (p + 12);
   batch->values = values;
   return TRUE;
 }

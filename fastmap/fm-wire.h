@@ -23,7 +23,7 @@ G_BEGIN_DECLS
  *            u32 byte order, u32 reserved, i64 pid
  *   TASKS   (parent → worker) and
  *   RESULTS (worker → parent), a batch:
- *            u32 count, u32 type length, u32 credit, u32 reserved,
+ *            u32 count, u32 type length, u32 credit, u32 flags,
  *            u64 index[count], type string, zero padding to 8,
  *            the serialized GVariant of type "a" + type holding the values
  *   ERROR   (worker → parent): one failed task, a serialized "(tsiss)":
@@ -39,12 +39,19 @@ G_BEGIN_DECLS
  *
  * The "credit" of a RESULTS frame is how many tasks the worker wants to
  * hold at once, given the cost of a task it has measured (G_MAXUINT32: no
- * limit of its own).
+ * limit of its own). Its flags say how the worker finds the tasks:
+ * FM_WIRE_BATCH_TINY when those it ran lately, these included, took
+ * 100 µs or less each on average (it runs them in chunks of several),
+ * which lets the parent widen its default window (fm-map.c,
+ * widen_locked()). A TASKS frame's flags are 0, and a receiver ignores
+ * the flags it does not know.
  */
 
 #define FM_WIRE_MAGIC        0x50414d46u  /* "FMAP" read as LE */
 #define FM_WIRE_VERSION      1u
 #define FM_WIRE_HEADER_SIZE  8u
+
+#define FM_WIRE_BATCH_TINY   (1u << 0)
 
 /**
  * FM_WIRE_MAX_FRAME:
@@ -83,6 +90,7 @@ typedef struct
   const guint64 *indexes;  /* borrowed from frame, little-endian */
   guint32        count;
   guint32        credit;
+  guint32        flags;    /* FM_WIRE_BATCH_TINY... */
   GVariant      *values;   /* owned, an array of count values */
 } FmWireBatch;
 
@@ -111,6 +119,7 @@ gboolean  fm_wire_write_batch    (int                fd,
                                   const gsize       *sizes,
                                   guint              count,
                                   guint32            credit,
+                                  guint32            flags,
                                   GError           **error);
 gboolean  fm_wire_write_raw_batch (int                fd,
                                   FmFrameKind        kind,
@@ -120,6 +129,7 @@ gboolean  fm_wire_write_raw_batch (int                fd,
                                   gconstpointer      data,
                                   gsize              size,
                                   guint32            credit,
+                                  guint32            flags,
                                   GError           **error);
 gsize     fm_wire_fixed_size     (const char        *type);
 gsize     fm_wire_number_size    (const char        *type);

@@ -55,6 +55,8 @@
 #define PROBE_RUNNERS       8
 #define CHUNK_TARGET_NS     (200 * 1000)
 #define MAX_CHUNK           4096  /* < 65536: see Running.claim */
+/* What "lately" is to tiny_out_locked(): the tasks before these weigh half. */
+#define RECENT_TASKS        4096
 #define STALL_US            1000
 /* The process computes if it used half a core over this long, at least:
  * see computing_locked(). */
@@ -181,10 +183,12 @@ typedef struct
   GPtrArray   *running;         /* Running*, one per runner */
 
   GMutex       write_lock;      /* one frame at a time on out_fd */
-  GMutex       out_lock;        /* guards the three below */
+  GMutex       out_lock;        /* guards the five below */
   GCond        out_cond;
   GArray      *out;             /* of Out, for the writer, in order */
   gboolean     out_waiting;     /* the writer waits for out_cond */
+  gint64       recent_ns;       /* the time the tasks run lately took... */
+  guint64      recent_tasks;    /* ... and how many, both halved past RECENT_TASKS */
 } Worker;
 
 static void
@@ -302,16 +306,46 @@ queue_out_locked (Worker *w)
     g_cond_signal (&w->out_cond);
 }
 
-/* Queues @n results, taking the references they hold. */
+/* Queues @n results, taking the references they hold, and counts @done
+ * tasks run, which took @elapsed_ns in all, into the measure that the
+ * writer gives the parent with them (tiny_out_locked()). */
 static void
 write_results (Worker    *w,
                const Out *results,
-               guint      n)
+               guint      n,
+               guint      done,
+               gint64     elapsed_ns)
 {
   g_mutex_lock (&w->out_lock);
   g_array_append_vals (w->out, results, n);
-  queue_out_locked (w);
+  w->recent_ns += elapsed_ns;
+  w->recent_tasks += done;
+  if (w->recent_tasks > RECENT_TASKS)
+    {
+      w->recent_ns /= 2;
+      w->recent_tasks /= 2;
+    }
+  if (n > 0)
+    queue_out_locked (w);
   g_mutex_unlock (&w->out_lock);
+}
+
+/* Whether the tasks are tiny: those run lately took under half a chunk's
+ * time on average, so that chunks hold several. What the parent needs to
+ * know before it lets workers hold more of them (FM_WIRE_BATCH_TINY):
+ * tasks that wait run one at a time, each in a thread of its own with
+ * threads-limit 0. Not cost_ns, which sizes chunks: it weighs a chunk of
+ * one task that took 2 ms (the first after the probe, under
+ * AddressSanitizer) as much as the next chunk of 4096 tasks of 2 µs, and
+ * a chunk taken back from a task stuck in it makes it large for a while.
+ * A task counts once it ends, and its chunk's last results go to the
+ * writer with its measure: the last frame of a worker that holds one task
+ * up, having run the others, says what they took. */
+static gboolean
+tiny_out_locked (Worker *w)
+{
+  return w->recent_tasks >= PROBE_RUNNERS &&
+    w->recent_ns <= (gint64) w->recent_tasks * (CHUNK_TARGET_NS / 2);
 }
 
 static void
@@ -336,13 +370,14 @@ same_type (const char *a,
 }
 
 /* Writes @n entries of @out, frames of results of one type each (and
- * well under the parent's limit, with @credit) and error frames, in
- * order. The caller holds w->write_lock. */
+ * well under the parent's limit, with @credit and @flags) and error
+ * frames, in order. The caller holds w->write_lock. */
 static void
 write_out_locked (Worker  *w,
                   Out     *out,
                   guint    n,
-                  guint32  credit)
+                  guint32  credit,
+                  guint32  flags)
 {
   guint64 stack_indexes[256];
   GVariant *stack_values[256];
@@ -399,10 +434,10 @@ write_out_locked (Worker  *w,
         }
       if (out[start].type)
         ok = fm_wire_write_raw_batch (w->out_fd, FM_FRAME_RESULTS, indexes, end - start, type,
-                                      numbers, bytes, credit, NULL);
+                                      numbers, bytes, credit, flags, NULL);
       else
         ok = fm_wire_write_batch (w->out_fd, FM_FRAME_RESULTS, indexes, values, sizes,
-                                  end - start, credit, NULL);
+                                  end - start, credit, flags, NULL);
       if (!ok)
         _exit (0);
       start = end;
@@ -421,7 +456,7 @@ writer (gpointer data)
   for (;;)
     {
       GArray *tmp;
-      guint32 credit;
+      guint32 credit, flags;
 
       while (w->out->len == 0)
         {
@@ -432,13 +467,14 @@ writer (gpointer data)
       tmp = taken;
       taken = w->out;
       w->out = tmp;
+      flags = tiny_out_locked (w) ? FM_WIRE_BATCH_TINY : 0;
       g_mutex_unlock (&w->out_lock);
 
       g_mutex_lock (&w->lock);
       credit = credit_locked (w);
       g_mutex_unlock (&w->lock);
       g_mutex_lock (&w->write_lock);
-      write_out_locked (w, &g_array_index (taken, Out, 0), taken->len, credit);
+      write_out_locked (w, &g_array_index (taken, Out, 0), taken->len, credit, flags);
       g_mutex_unlock (&w->write_lock);
       for (guint i = 0; i < taken->len; i++)
         {
@@ -542,19 +578,22 @@ thread_usage (gint64 *cpu_us,
  * runner's, after a task or at the end of its chunk, or the ticker's, for
  * a chunk stuck in a task (the tasks finished before it would otherwise
  * wait for it: the parent counted them as held, gave the worker nothing
- * new, and a task in CI started 3 s late). The caller holds
- * r->out_lock. */
+ * new, and a task in CI started 3 s late). At the end of a chunk, with
+ * the @done tasks it ran and the @elapsed_ns they took; else 0 and 0.
+ * The caller holds r->out_lock. */
 static void
 send_results_locked (Worker  *w,
-                     Running *r)
+                     Running *r,
+                     guint    done,
+                     gint64   elapsed_ns)
 {
   guint n;
 
   if (r->results == NULL)
     return;
   n = (guint) __atomic_load_n (&r->n_results, __ATOMIC_ACQUIRE);
-  if (n > r->sent)
-    write_results (w, r->results + r->sent, n - r->sent);
+  if (n > r->sent || done > 0)
+    write_results (w, r->results + r->sent, n - r->sent, done, elapsed_ns);
   r->sent = n;
 }
 
@@ -626,7 +665,7 @@ run_chunk (Worker  *w,
 
           /* Keep order within the chunk: results before the error first. */
           g_mutex_lock (&r->out_lock);
-          send_results_locked (w, r);
+          send_results_locked (w, r, 0, 0);
           write_error (w, b->indexes[i], error);
           g_mutex_unlock (&r->out_lock);
           t0 += g_get_monotonic_time () - t1;
@@ -660,7 +699,7 @@ run_chunk (Worker  *w,
     *elapsed_ns = (cpu1 - cpu0) * 1000;
 
   g_mutex_lock (&r->out_lock);
-  send_results_locked (w, r);
+  send_results_locked (w, r, done, *elapsed_ns);
   r->results = NULL;
   g_mutex_unlock (&r->out_lock);
   return done;
@@ -810,9 +849,10 @@ check_timeouts_locked (Worker *w,
         {
           /* What is done goes out first: the parent need not run it
            * again. (What the writer holds is lost: it runs again.) The
-           * worker exits below, references and all. */
+           * worker exits below, references and all; its tasks are not
+           * tiny. */
           g_mutex_lock (&w->out_lock);
-          write_out_locked (w, &g_array_index (w->out, Out, 0), w->out->len, credit_locked (w));
+          write_out_locked (w, &g_array_index (w->out, Out, 0), w->out->len, credit_locked (w), 0);
           g_array_set_size (w->out, 0);
           g_mutex_unlock (&w->out_lock);
         }
@@ -1073,7 +1113,7 @@ steal_stuck_locked (Worker *w,
           (*n_stuck)++;
         }
       g_mutex_lock (&r->out_lock);
-      send_results_locked (w, r);
+      send_results_locked (w, r, 0, 0);
       g_mutex_unlock (&r->out_lock);
       r->seen_claim = CLAIM (next, next);
       /* Nothing left to take back: the ticker may sleep. */

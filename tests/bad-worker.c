@@ -33,16 +33,21 @@
  *   bad-hello            a HELLO with the wrong magic (before any task)
  *   no-hello             a RESULTS frame instead of HELLO
  *
- * And one mode that keeps the protocol, as a worker of the other byte
- * order does (a remote one on another machine):
- *   other-byte-order     says so in its hello and sends every value
- *                        byteswapped; serves x → x * x for int64 tasks
- *                        and gives back any other task as it is
+ * And modes that keep the protocol:
+ *   other-byte-order     as a worker of the other byte order does (a
+ *                        remote one on another machine): says so in its
+ *                        hello and sends every value byteswapped; serves
+ *                        x → x * x for int64 tasks and gives back any
+ *                        other task as it is
+ *   window               serves x → x * x for int64 tasks, to show how
+ *                        many tasks the parent lets it hold (see
+ *                        serve_window())
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,7 +151,7 @@ write_answers (FmWireBatch *batch,
       indexes[i] = fm_wire_batch_index (batch, i);
       values[i] = g_variant_ref_sink (fm_test_square (task, NULL, NULL));
     }
-  if (!fm_wire_write_batch (out_fd, kind, indexes, values, NULL, batch->count, 8, &error))
+  if (!fm_wire_write_batch (out_fd, kind, indexes, values, NULL, batch->count, 8, 0, &error))
     die ("write", error);
   for (guint i = 0; i < batch->count; i++)
     g_variant_unref (values[i]);
@@ -158,7 +163,7 @@ write_one_result (guint64 index)
   g_autoptr(GVariant) value = g_variant_ref_sink (g_variant_new_int64 (0));
   g_autoptr(GError) error = NULL;
 
-  if (!fm_wire_write_batch (out_fd, FM_FRAME_RESULTS, &index, &value, NULL, 1, 8, &error))
+  if (!fm_wire_write_batch (out_fd, FM_FRAME_RESULTS, &index, &value, NULL, 1, 8, 0, &error))
     die ("write", error);
 }
 
@@ -247,8 +252,139 @@ serve_other_byte_order (void)
       swapped = g_variant_take_ref (g_variant_byteswap (array));
       if (!fm_wire_write_raw_batch (out_fd, FM_FRAME_RESULTS, indexes, batch.count, type,
                                     g_variant_get_data (swapped), g_variant_get_size (swapped),
-                                    4096, &error))
+                                    4096, 0, &error))
         die ("write", error);
+      fm_wire_batch_clear (&batch);
+    }
+}
+
+/* Whether the parent sends something (or closes) within @timeout_ms. */
+static gboolean
+readable_within (guint timeout_ms)
+{
+  struct pollfd pfd = { .fd = in_fd, .events = POLLIN };
+  int n;
+
+  while ((n = poll (&pfd, 1, (int) timeout_ms)) < 0 && errno == EINTR)
+    ;
+  if (n < 0)
+    die ("poll", NULL);
+  return n > 0;
+}
+
+/* A frame of int64 results for the writer thread. */
+typedef struct
+{
+  guint64 *indexes;
+  gint64  *values;
+  guint    count;
+  guint32  flags;
+} Numbers;
+
+/* Writes what the window mode queues: the parent may wait to send tasks
+ * until its results are read, so reading the tasks never waits for a
+ * write, as in a worker of ours. */
+static gpointer
+number_writer (gpointer data)
+{
+  GAsyncQueue *queue = data;
+
+  for (;;)
+    {
+      Numbers *r = g_async_queue_pop (queue);
+      g_autoptr(GError) error = NULL;
+
+      if (!fm_wire_write_raw_batch (out_fd, FM_FRAME_RESULTS, r->indexes, r->count, "x",
+                                    r->values, r->count * sizeof (gint64), G_MAXUINT32,
+                                    r->flags, &error))
+        die ("write", error);
+      g_free (r->indexes);
+      g_free (r->values);
+      g_free (r);
+    }
+  return NULL;
+}
+
+static void
+queue_numbers (GAsyncQueue *queue,
+               guint64     *indexes,
+               gint64      *values,
+               guint        count,
+               guint32      flags)
+{
+  Numbers *r = g_new (Numbers, 1);
+
+  if (count == 0)
+    {
+      g_free (indexes);
+      g_free (values);
+      g_free (r);
+      return;
+    }
+  *r = (Numbers) { indexes, values, count, flags };
+  g_async_queue_push (queue, r);
+}
+
+#define WINDOW_TINY_UNTIL 16384
+
+/* The window mode, for int64 tasks: x → x * x, but for two tasks held.
+ * Tasks before WINDOW_TINY_UNTIL come back as they come, flagged tiny.
+ * The first from there on is held, and the others come back flagged not
+ * tiny. Once the parent has sent nothing for 200 ms (its window is full),
+ * the held task comes back, and its result is the highest index this
+ * worker was sent; the first task after that is held the same way. Then
+ * x * x for every task, flagged not tiny. So the result of task
+ * WINDOW_TINY_UNTIL says how far the parent went while its window was
+ * wide, and the result of the task after that index how far it went
+ * once this worker no longer found the tasks tiny. */
+static void
+serve_window (void)
+{
+  GAsyncQueue *queue = g_async_queue_new ();
+  guint64 max_seen = 0, held = 0;
+  gboolean holding = FALSE;
+  guint holds = 0;
+
+  write_hello (FM_WIRE_MAGIC);
+  g_thread_unref (g_thread_new ("writer", number_writer, queue));
+  for (;;)
+    {
+      FmWireBatch batch = { 0 };
+      guint64 *indexes;
+      gint64 *values;
+      const gint64 *tasks;
+      gsize n;
+      guint count = 0;
+
+      if (holding && !readable_within (200))
+        {
+          queue_numbers (queue, g_memdup2 (&held, sizeof held), g_memdup2 (&max_seen, sizeof max_seen),
+                         1, 0);
+          holding = FALSE;
+          holds++;
+          continue;
+        }
+      read_batch (&batch);
+      tasks = g_variant_get_fixed_array (batch.values, &n, sizeof (gint64));
+      g_assert (n == batch.count);
+      indexes = g_new (guint64, n);
+      values = g_new (gint64, n);
+      for (gsize i = 0; i < n; i++)
+        {
+          guint64 index = fm_wire_batch_index (&batch, i);
+
+          max_seen = MAX (max_seen, index);
+          if (!holding && holds < 2 && index >= WINDOW_TINY_UNTIL)
+            {
+              held = index;
+              holding = TRUE;
+              continue;
+            }
+          indexes[count] = index;
+          values[count++] = tasks[i] * tasks[i];
+        }
+      queue_numbers (queue, indexes, values, count,
+                     holds == 0 && !holding ? FM_WIRE_BATCH_TINY : 0);
       fm_wire_batch_clear (&batch);
     }
 }
@@ -370,6 +506,8 @@ main (int    argc,
   read_config ();
   if (g_str_equal (mode, "other-byte-order"))
     serve_other_byte_order ();
+  if (g_str_equal (mode, "window"))
+    serve_window ();
   if (g_str_equal (mode, "bad-hello"))
     {
       write_hello (0xdeadbeef);

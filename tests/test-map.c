@@ -66,6 +66,17 @@ held_zero (GVariant  *task,
   return g_variant_new_int64 (3 * x);
 }
 
+/* held_zero(), but every other task waits 200 µs: not a tiny task. */
+static GVariant *
+held_zero_waits (GVariant  *task,
+                 gpointer   user_data,
+                 GError   **error)
+{
+  if (g_variant_get_int64 (task) != 0)
+    g_usleep (200);
+  return held_zero (task, user_data, error);
+}
+
 /* x → 3x, after computing for 5 µs. */
 static GVariant *
 spun_triple (GVariant  *task,
@@ -1245,6 +1256,7 @@ typedef enum
   WINDOW_TASKS_PUSHED,    /* the same tasks, one fm_map_push() each */
   WINDOW_STRING_RESULTS,  /* results that are not numbers */
   WINDOW_SET,             /* max-in-flight set to the default's value */
+  WINDOW_TASKS_WAIT,      /* numbers both ways, but tasks that wait */
 } WindowCase;
 
 #define DEFAULT_WINDOW 8192
@@ -1284,13 +1296,15 @@ release_later (gpointer data)
 /* Unordered, task 0 held in its worker: the results that come before its
  * are the window's other tasks. With the default window, that is 8191 of
  * them, and more once it widened: only when tasks and results are
- * numbers, the tasks given in arrays and the results taken in bulk. */
+ * numbers, the tasks given in arrays and the results taken in bulk, and
+ * the tasks tiny. */
 static void
 test_window (gconstpointer data)
 {
   WindowCase how = GPOINTER_TO_INT (data);
-  g_autoptr(FmMapper) mapper = fm_test_mapper_for (how == WINDOW_STRING_RESULTS
-                                                   ? held_zero_string : held_zero, 2);
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (how == WINDOW_STRING_RESULTS ? held_zero_string
+                                                   : how == WINDOW_TASKS_WAIT ? held_zero_waits
+                                                   : held_zero, 2);
   g_autoptr(FmMap) map = NULL;
   g_autofree gboolean *seen = g_new0 (gboolean, WINDOW_TASKS);
   Release r = { .release = g_getenv ("FM_TEST_RELEASE") };
@@ -2071,6 +2085,7 @@ main (int    argc,
   g_test_add_data_func ("/map/window/string-results", GINT_TO_POINTER (WINDOW_STRING_RESULTS),
                         test_window);
   g_test_add_data_func ("/map/window/set", GINT_TO_POINTER (WINDOW_SET), test_window);
+  g_test_add_data_func ("/map/window/tasks-wait", GINT_TO_POINTER (WINDOW_TASKS_WAIT), test_window);
   g_test_add_func ("/map/window/widens-in-order", test_window_widens_in_order);
   g_test_add_func ("/map/blocking-task-in-chunk", test_blocking_task_in_chunk);
   g_test_add_func ("/map/results-before-a-blocking-task", test_results_before_a_blocking_task);

@@ -1025,6 +1025,61 @@ byte_order_task (guint i)
  * same results as one of ours: int64 tasks squared, the others as they
  * were, taken one by one or in arrays (for which numbers stay in the
  * byteswapped frames). */
+/* The default window is wide only while every worker finds the tasks
+ * tiny (bad-worker's window mode: tiny tasks up to 16384, then not): the
+ * worker's first held task shows that the parent sent it more than 8192
+ * tasks past the first one it held (the window widened), its second that
+ * once the worker said they were not tiny, the parent held back to the
+ * default's 8192 again. */
+static void
+test_window_follows_worker (void)
+{
+  g_autoptr(FmMapper) mapper = bad_mapper ("window", NULL, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  guint64 next = 0, first_held = 16384, second_held = 0;
+  gint64 wide_end = -1, narrow_end = -1;
+  const gint64 n = 200000;
+
+  watchdog (120);
+  fm_test_push_range (map, n);
+  fm_map_close (map);
+  for (;;)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) array = NULL;
+      const gint64 *r;
+      guint64 first;
+      gsize len;
+
+      array = fm_map_next_array (map, &first, &error);
+      g_assert_no_error (error);
+      if (array == NULL)
+        break;
+      g_assert_cmpuint (first, ==, next);
+      r = g_variant_get_fixed_array (array, &len, sizeof (gint64));
+      for (gsize k = 0; k < len; k++, next++)
+        {
+          if (next == first_held)
+            {
+              wide_end = r[k];
+              second_held = wide_end + 1;
+            }
+          else if (wide_end >= 0 && next == second_held)
+            narrow_end = r[k];
+          else
+            g_assert_cmpint (r[k], ==, (gint64) (next * next));
+        }
+    }
+  g_assert_cmpuint (next, ==, n);
+  g_test_message ("sent up to %" G_GINT64_FORMAT " while task %" G_GUINT64_FORMAT
+                  " was held, %" G_GINT64_FORMAT " while task %" G_GUINT64_FORMAT " was",
+                  wide_end, first_held, narrow_end, second_held);
+  g_assert_cmpint (wide_end, >=, (gint64) first_held + 8192);
+  g_assert_cmpint (narrow_end, >=, (gint64) second_held);
+  g_assert_cmpint (narrow_end, <=, (gint64) second_held + 8191);
+  alarm (0);
+}
+
 static void
 test_other_byte_order (gconstpointer data)
 {
@@ -1365,6 +1420,7 @@ main (int    argc,
                         test_other_byte_order);
   g_test_add_data_func ("/reliability/other-byte-order/next-array", GINT_TO_POINTER (TRUE),
                         test_other_byte_order);
+  g_test_add_func ("/reliability/window-follows-worker", test_window_follows_worker);
   g_test_add_func ("/reliability/threads/unlimited", test_threads_unlimited);
   g_test_add_func ("/reliability/threads/refused", test_threads_refused);
 

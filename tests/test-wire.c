@@ -69,7 +69,8 @@ test_batch_round_trip (Pipe          *p,
   values[0] = g_variant_ref_sink (g_variant_new ("(si)", "a", 1));
   values[1] = g_variant_ref_sink (g_variant_new ("(si)", "bb", -2));
   values[2] = g_variant_ref_sink (g_variant_new ("(si)", "", 3));
-  g_assert_true (fm_wire_write_batch (p->fds[1], FM_FRAME_RESULTS, indexes, values, NULL, 3, 17, &error));
+  g_assert_true (fm_wire_write_batch (p->fds[1], FM_FRAME_RESULTS, indexes, values, NULL, 3, 17,
+                                      FM_WIRE_BATCH_TINY, &error));
   g_assert_no_error (error);
 
   g_assert_cmpint (fm_wire_read_frame (p->fds[0], &kind, &payload, &error), ==, 1);
@@ -79,6 +80,7 @@ test_batch_round_trip (Pipe          *p,
   g_assert_no_error (error);
   g_assert_cmpuint (batch.count, ==, 3);
   g_assert_cmpuint (batch.credit, ==, 17);
+  g_assert_cmpuint (batch.flags, ==, FM_WIRE_BATCH_TINY);
   for (guint i = 0; i < 3; i++)
     {
       g_autoptr(GVariant) child = g_variant_get_child_value (batch.values, i);
@@ -104,7 +106,7 @@ test_byteswapped_batch (Pipe          *p,
   guint8 kind;
 
   /* What a peer of the other byte order sends... */
-  g_assert_true (fm_wire_write_batch (p->fds[1], FM_FRAME_TASKS, &index, &swapped, NULL, 1, 0, &error));
+  g_assert_true (fm_wire_write_batch (p->fds[1], FM_FRAME_TASKS, &index, &swapped, NULL, 1, 0, 0, &error));
   g_assert_cmpint (fm_wire_read_frame (p->fds[0], &kind, &payload, &error), ==, 1);
   /* ...reads as the same value here. */
   g_assert_true (fm_wire_parse_batch (payload, TRUE, &batch, &error));
