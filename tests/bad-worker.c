@@ -312,31 +312,29 @@ queue_numbers (GAsyncQueue *queue,
                guint        count,
                guint32      flags)
 {
-  Numbers *r = g_new (Numbers, 1);
+  Numbers *r;
 
   if (count == 0)
     {
       g_free (indexes);
       g_free (values);
-      g_free (r);
       return;
     }
+  r = g_new (Numbers, 1);
   *r = (Numbers) { indexes, values, count, flags };
   g_async_queue_push (queue, r);
 }
 
-#define WINDOW_TINY_UNTIL 16384
-
 /* The window mode, for int64 tasks: x → x * x, but for two tasks held.
- * Tasks before WINDOW_TINY_UNTIL come back as they come, flagged tiny.
- * The first from there on is held, and the others come back flagged not
- * tiny. Once the parent has sent nothing for 200 ms (its window is full),
- * the held task comes back, and its result is the highest index this
- * worker was sent; the first task after that is held the same way. Then
- * x * x for every task, flagged not tiny. So the result of task
- * WINDOW_TINY_UNTIL says how far the parent went while its window was
- * wide, and the result of the task after that index how far it went
- * once this worker no longer found the tasks tiny. */
+ * Tasks before FM_TEST_WINDOW_TINY_UNTIL come back as they come, flagged
+ * tiny. The first from there on is held, and the others come back
+ * flagged not tiny. Once the parent has sent nothing for 200 ms (its
+ * window is full), the held task comes back, and its result is the
+ * highest index this worker was sent; the first task after that is held
+ * the same way. Then x * x for every task, flagged not tiny. So the
+ * result of task FM_TEST_WINDOW_TINY_UNTIL says how far the parent went
+ * while its window was wide, and the result of the task after that index
+ * how far it went once this worker no longer found the tasks tiny. */
 static void
 serve_window (void)
 {
@@ -358,8 +356,8 @@ serve_window (void)
 
       if (holding && !readable_within (200))
         {
-          queue_numbers (queue, g_memdup2 (&held, sizeof held), g_memdup2 (&max_seen, sizeof max_seen),
-                         1, 0);
+          queue_numbers (queue, g_memdup2 (&held, sizeof held),
+                         g_memdup2 (&max_seen, sizeof max_seen), 1, 0);
           holding = FALSE;
           holds++;
           continue;
@@ -374,7 +372,7 @@ serve_window (void)
           guint64 index = fm_wire_batch_index (&batch, i);
 
           max_seen = MAX (max_seen, index);
-          if (!holding && holds < 2 && index >= WINDOW_TINY_UNTIL)
+          if (!holding && holds < 2 && index >= FM_TEST_WINDOW_TINY_UNTIL)
             {
               held = index;
               holding = TRUE;

@@ -52,6 +52,9 @@ fm_test_mapper_for (FmFunction func,
   return mapper;
 }
 
+/* bad-worker's window mode finds the tasks before this one tiny. */
+#define FM_TEST_WINDOW_TINY_UNTIL 16384
+
 /* Pushes tasks 0 .. @n - 1 as one array of int64: numbers in bulk. */
 static inline void
 fm_test_push_range (FmMap  *map,

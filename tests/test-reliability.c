@@ -1020,11 +1020,6 @@ byte_order_task (guint i)
     }
 }
 
-/* A worker of the other byte order (bad-worker's other-byte-order mode:
- * it says so in its hello, and sends every value byteswapped) gives the
- * same results as one of ours: int64 tasks squared, the others as they
- * were, taken one by one or in arrays (for which numbers stay in the
- * byteswapped frames). */
 /* The default window is wide only while every worker finds the tasks
  * tiny (bad-worker's window mode: tiny tasks up to 16384, then not): the
  * worker's first held task shows that the parent sent it more than 8192
@@ -1036,7 +1031,7 @@ test_window_follows_worker (void)
 {
   g_autoptr(FmMapper) mapper = bad_mapper ("window", NULL, 1);
   g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
-  guint64 next = 0, first_held = 16384, second_held = 0;
+  guint64 next = 0, first_held = FM_TEST_WINDOW_TINY_UNTIL, second_held = 0;
   gint64 wide_end = -1, narrow_end = -1;
   const gint64 n = 200000;
 
@@ -1080,6 +1075,11 @@ test_window_follows_worker (void)
   alarm (0);
 }
 
+/* A worker of the other byte order (bad-worker's other-byte-order mode:
+ * it says so in its hello, and sends every value byteswapped) gives the
+ * same results as one of ours: int64 tasks squared, the others as they
+ * were, taken one by one or in arrays (for which numbers stay in the
+ * byteswapped frames). */
 static void
 test_other_byte_order (gconstpointer data)
 {
