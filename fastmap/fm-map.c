@@ -529,22 +529,22 @@ widen_locked (FmMap *self)
   self->window = self->config.wide_window;
 }
 
-/* A task or a result that is not a number: the window is the default's
- * again, for good. Tasks beyond it wait for room, as when the consumer
- * is slow. */
-static void
-narrow_locked (FmMap *self)
-{
-  self->narrow = TRUE;
-  self->window = self->config.max_in_flight;
-}
-
 /* A worker does not find the tasks tiny (or not yet, as a new one): the
- * window is the default's until they all do again. */
+ * window is the default's until they all do again. Tasks beyond it wait
+ * for room, as when the consumer is slow. */
 static void
 unwiden_locked (FmMap *self)
 {
   self->window = self->config.max_in_flight;
+}
+
+/* A task or a result that is not a number: the window is the default's
+ * again, for good. */
+static void
+narrow_locked (FmMap *self)
+{
+  self->narrow = TRUE;
+  unwiden_locked (self);
 }
 
 /* Hands over the next result, if there is one. */
@@ -989,15 +989,16 @@ dispatch_locked (FmMap *self)
  * took the lock: a frame of tiny results holds thousands, and the
  * consumer and the producer would wait while each is allocated. The
  * slots take them; the caller drops what is left after an error. Or
- * %NULL, for results that are numbers (fm_wire_number_size()) once
- * fm_map_next_array() was called: each slot then points into the batch,
- * whose bytes fm_map_next_array() copies,
+ * %NULL, for results that are numbers (of @number_size bytes each, from
+ * fm_wire_number_size()) once fm_map_next_array() was called: each slot
+ * then points into the batch, whose bytes fm_map_next_array() copies,
  * and no GVariant is made for a result unless fm_map_next() takes it. */
 static gboolean
 apply_results_locked (FmMap       *self,
                       Proc        *p,
                       FmWireBatch *batch,
                       GVariant   **values,
+                      gsize        number_size,
                       GError     **error)
 {
   Segment *seg = NULL;
@@ -1008,7 +1009,7 @@ apply_results_locked (FmMap       *self,
       seg = g_new0 (Segment, 1);
       seg->array = g_variant_ref (batch->values);
       seg->data = g_variant_get_data (seg->array);
-      seg->elem_size = fm_wire_number_size (g_variant_get_type_string (seg->array) + 1);
+      seg->elem_size = number_size;
       seg->n = batch->count;
       seg->refs = 1;
     }
@@ -1041,15 +1042,27 @@ apply_results_locked (FmMap       *self,
     }
   if (seg != NULL)
     segment_unref (seg);
-  if (!ok)
-    return FALSE;
-  p->credit = MAX (batch->credit, 1);
+  if (ok)
+    p->credit = MAX (batch->credit, 1);
+  return ok;
+}
+
+/* What a frame of results says of the default window: results that are
+ * not numbers narrow it for good; else the worker's word, that it finds
+ * the tasks tiny or not, widens it or brings it back (widen_locked()). */
+static void
+window_after_results_locked (FmMap             *self,
+                             Proc              *p,
+                             const FmWireBatch *batch,
+                             gsize              number_size)
+{
   p->tiny = (batch->flags & FM_WIRE_BATCH_TINY) != 0;
-  if (!p->tiny)
+  if (number_size == 0)
+    narrow_locked (self);
+  else if (!p->tiny)
     unwiden_locked (self);
   else
     widen_locked (self);
-  return TRUE;
 }
 
 static gboolean
@@ -1139,9 +1152,9 @@ handle_frame (FmMap   *self,
         }
       g_mutex_lock (&self->lock);
       p->quiet_since = g_get_monotonic_time ();
-      if (number_size == 0)
-        narrow_locked (self);
-      ok = apply_results_locked (self, p, &batch, values, error);
+      ok = apply_results_locked (self, p, &batch, values, number_size, error);
+      if (ok)
+        window_after_results_locked (self, p, &batch, number_size);
       break;
 
     case FM_FRAME_ERROR:
