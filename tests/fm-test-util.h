@@ -52,6 +52,11 @@ fm_test_mapper_for (FmFunction func,
   return mapper;
 }
 
+/* #FmMapper:max-in-flight's default, and what it widens to for tiny
+ * numbers taken in bulk. */
+#define FM_TEST_DEFAULT_WINDOW 8192
+#define FM_TEST_WIDE_WINDOW    65536
+
 /* bad-worker's window mode finds the tasks before this one tiny. */
 #define FM_TEST_WINDOW_TINY_UNTIL 16384
 

@@ -1259,7 +1259,6 @@ typedef enum
   WINDOW_TASKS_WAIT,      /* numbers both ways, but tasks that wait */
 } WindowCase;
 
-#define DEFAULT_WINDOW 8192
 #define WINDOW_TASKS   70000
 
 typedef struct
@@ -1309,7 +1308,7 @@ test_window (gconstpointer data)
   g_autofree gboolean *seen = g_new0 (gboolean, WINDOW_TASKS);
   Release r = { .release = g_getenv ("FM_TEST_RELEASE") };
   guint64 before_zero = 0, taken = 0, first;
-  guint64 wait_for = how == WINDOW_WIDENS ? DEFAULT_WINDOW : DEFAULT_WINDOW - 1;
+  guint64 wait_for = how == WINDOW_WIDENS ? FM_TEST_DEFAULT_WINDOW : FM_TEST_DEFAULT_WINDOW - 1;
   gboolean zero_seen = FALSE;
   g_autoptr(GError) error = NULL;
   GThread *releaser;
@@ -1320,7 +1319,7 @@ test_window (gconstpointer data)
   g_cond_init (&r.cond);
   fm_mapper_set_ordered (mapper, FALSE);
   if (how == WINDOW_SET)
-    fm_mapper_set_max_in_flight (mapper, DEFAULT_WINDOW);
+    fm_mapper_set_max_in_flight (mapper, FM_TEST_DEFAULT_WINDOW);
   map = fm_mapper_map (mapper, NULL);
   releaser = g_thread_new ("releaser", release_later, &r);
 
@@ -1379,11 +1378,11 @@ test_window (gconstpointer data)
   g_test_message ("%" G_GUINT64_FORMAT " results before task 0's", before_zero);
   if (how == WINDOW_WIDENS)
     {
-      g_assert_cmpuint (before_zero, >=, DEFAULT_WINDOW);
-      g_assert_cmpuint (before_zero, <, 65536);
+      g_assert_cmpuint (before_zero, >=, FM_TEST_DEFAULT_WINDOW);
+      g_assert_cmpuint (before_zero, <, FM_TEST_WIDE_WINDOW);
     }
   else
-    g_assert_cmpuint (before_zero, ==, DEFAULT_WINDOW - 1);
+    g_assert_cmpuint (before_zero, ==, FM_TEST_DEFAULT_WINDOW - 1);
 }
 
 /* In order, the window widens while tasks are in flight: their slots move
