@@ -1820,8 +1820,17 @@ test_signals (void)
   g_assert_no_error (c.finished_error);
   g_assert_cmpuint (c.indexes->len, ==, 3000);
   g_assert_cmpuint (c.errors->len, ==, 1);
+  g_assert_cmpuint (c.values->len, ==, 2999);
+  g_assert_error ((GError *) c.errors->pdata[0], TEST_ERROR, 42);
   for (guint i = 0; i < 3000; i++)
     g_assert_cmpuint (g_array_index (c.indexes, guint64, i), ==, i);
+  /* The values too, each at its place (the failed task's is not one). */
+  for (guint i = 0; i < 2999; i++)
+    {
+      gint64 x = i < 5 ? i : i + 1;
+
+      g_assert_cmpint (g_variant_get_int64 (c.values->pdata[i]), ==, x * x);
+    }
   collect_clear (&c);
 }
 
