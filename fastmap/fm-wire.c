@@ -340,6 +340,23 @@ fm_wire_number_size (const char *type)
   return type[0] == 'b' ? 0 : fm_wire_fixed_size (type);
 }
 
+/* Copies the bytes of @value, a value of @size bytes of a basic
+ * fixed-size type: zeros for a value that GLib has no bytes for, one of
+ * untrusted data of the wrong size or a child of a corrupted container,
+ * whose g_variant_get_data() is %NULL (its value, for GLib, is zero). */
+void
+fm_wire_copy_number (gpointer  dest,
+                     GVariant *value,
+                     gsize     size)
+{
+  gconstpointer data = g_variant_get_data (value);
+
+  if (data != NULL)
+    memcpy (dest, data, size);
+  else
+    memset (dest, 0, size);
+}
+
 gboolean
 fm_wire_write_raw_batch (int             fd,
                          FmFrameKind     kind,
@@ -425,7 +442,7 @@ fm_wire_write_batch (int               fd,
   /* Numbers: their bytes one after the other, without building an array. */
   data = fixed * count <= sizeof stack ? stack : (buf = g_malloc (fixed * count));
   for (guint i = 0; i < count; i++)
-    memcpy (data + i * fixed, g_variant_get_data (values[i]), fixed);
+    fm_wire_copy_number (data + i * fixed, values[i], fixed);
   return fm_wire_write_raw_batch (fd, kind, indexes, count, type,
                                   data, fixed * count, credit, flags, error);
 }

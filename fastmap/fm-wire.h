@@ -133,6 +133,9 @@ gboolean  fm_wire_write_raw_batch (int                fd,
                                   GError           **error);
 gsize     fm_wire_fixed_size     (const char        *type);
 gsize     fm_wire_number_size    (const char        *type);
+void      fm_wire_copy_number    (gpointer           dest,
+                                  GVariant          *value,
+                                  gsize              size);
 gboolean  fm_wire_parse_batch    (GBytes            *payload,
                                   gboolean           swap,
                                   FmWireBatch       *batch,

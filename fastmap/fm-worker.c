@@ -678,7 +678,7 @@ run_chunk (Worker  *w,
       if (fixed > 0 && results[n_ok].size == fixed)
         {
           /* (A value from untrusted bytes may not have its type's size.) */
-          memcpy (&results[n_ok].number, g_variant_get_data (result), results[n_ok].size);
+          fm_wire_copy_number (&results[n_ok].number, result, results[n_ok].size);
           results[n_ok].type = type[0];
           results[n_ok].value = NULL;
           g_variant_unref (result);

@@ -716,6 +716,57 @@ test_mixed_types (void)
     g_assert_true (g_variant_equal (values->pdata[i], tasks->pdata[i]));
 }
 
+/* Three bytes for an `x`: untrusted data of the wrong size, which GLib
+ * takes for the value 0 and has no bytes for (g_variant_get_data() gives
+ * NULL), as it does for a number read from a corrupted container. */
+static const guint8 three_bytes[3] = { 1, 2, 3 };
+
+static GVariant *
+number_without_bytes (void)
+{
+  return g_variant_new_from_data (G_VARIANT_TYPE_INT64, three_bytes, sizeof three_bytes,
+                                  FALSE, NULL, NULL);
+}
+
+/* x → x, and 1 → a number without bytes. */
+static GVariant *
+no_bytes_for_one (GVariant  *task,
+                  gpointer   user_data,
+                  GError   **error)
+{
+  if (g_variant_get_int64 (task) == 1)
+    return number_without_bytes ();
+  return g_variant_ref (task);
+}
+
+static void
+test_numbers_without_bytes (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (no_bytes_for_one, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GVariant) task = g_variant_ref_sink (number_without_bytes ());
+  g_autoptr(GPtrArray) values = NULL;
+  static const gint64 expected[] = { 7, 0, 9, 0, 11 };
+
+  /* GLib's own reading of such a task: 0, of 8 bytes, and none to copy. */
+  g_assert_cmpint (g_variant_get_int64 (task), ==, 0);
+  g_assert_cmpuint (g_variant_get_size (task), ==, 8);
+  g_assert_null (g_variant_get_data (task));
+
+  /* As a task (the parent sends its bytes) and as a result (the worker
+   * sends them), between numbers that have theirs: zeros, not a crash. */
+  fm_map_push (map, g_variant_new_int64 (7));
+  fm_map_push (map, task);
+  fm_map_push (map, g_variant_new_int64 (9));
+  fm_map_push (map, g_variant_new_int64 (1));
+  fm_map_push (map, g_variant_new_int64 (11));
+  fm_map_close (map);
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, G_N_ELEMENTS (expected));
+  for (guint i = 0; i < values->len; i++)
+    g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, expected[i]);
+}
+
 /* Task (sut): appends a byte to the file at path s, then waits until
  * the file holds u bytes (all the tasks have started) or 10 s passed;
  * returns how many it held. */
@@ -1604,6 +1655,53 @@ test_huge_result (void)
   g_assert_null (fm_map_next (map, NULL, NULL));
 }
 
+/* A task → its size in bytes. */
+static GVariant *
+task_size (GVariant  *task,
+           gpointer   user_data,
+           GError   **error)
+{
+  return g_variant_new_uint64 (g_variant_get_size (task));
+}
+
+static void
+test_huge_task (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (task_size, 1);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  const gsize sizes[] = { 10, 17 * 1024 * 1024, 16 * 1024 * 1024 - 64, 10 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    {
+      gpointer zeros = g_malloc0 (sizes[i]);
+
+      fm_map_push (map, g_variant_new_from_data (G_VARIANT_TYPE_BYTESTRING, zeros, sizes[i],
+                                                 TRUE, g_free, zeros));
+    }
+  fm_map_close (map);
+
+  /* Too big for a batch of its own: an error at its index, and the run
+   * goes on; the next one, under the limit, gets there whole. */
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(GVariant) value = NULL;
+      guint64 index;
+
+      value = fm_map_next (map, &index, &error);
+      g_assert_cmpuint (index, ==, i);
+      if (i == 1)
+        {
+          g_assert_error (error, FM_ERROR, FM_ERROR_INVALID_ARGUMENT);
+          g_assert_null (value);
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_cmpuint (g_variant_get_uint64 (value), ==, sizes[i]);
+    }
+  g_assert_null (fm_map_next (map, NULL, NULL));
+}
+
 static void
 test_empty (void)
 {
@@ -2063,6 +2161,7 @@ main (int    argc,
   g_test_add_func ("/map/endless-source", test_endless_source);
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
+  g_test_add_func ("/map/numbers-without-bytes", test_numbers_without_bytes);
   g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/next",
                         "next", test_pushes_go_out_while_nothing_comes_back);
   g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/async",
@@ -2071,6 +2170,7 @@ main (int    argc,
                         "signals", test_pushes_go_out_while_nothing_comes_back);
   g_test_add_func ("/map/empty", test_empty);
   g_test_add_func ("/map/huge-result", test_huge_result);
+  g_test_add_func ("/map/huge-task", test_huge_task);
   g_test_add_data_func ("/map/push-array", GINT_TO_POINTER (FALSE), test_push_array);
   g_test_add_data_func ("/map/push-array-worker-killed", GINT_TO_POINTER (FALSE),
                         test_push_array_worker_killed);
