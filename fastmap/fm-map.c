@@ -105,6 +105,9 @@
 #define PUSH_EAGER       2
 #define PUSH_BATCH       256
 #define PUSH_FLUSH_US    1000
+/* Numbers given with fm_map_push() gather in segments of their bytes (see
+ * add_task_locked()), each growing up to this many. */
+#define PUSHED_NUMBERS   4096
 
 typedef enum
 {
@@ -115,19 +118,23 @@ typedef enum
   SLOT_DELIVERED,
 } SlotState;
 
-/* The tasks of one fm_map_push_array() call, or the results of one
- * batch of numbers taken with fm_map_next_array(). Guarded by the map's
- * lock, refcount included: the pending queue holds one while tasks remain
- * to be dispatched, and each slot of one of its tasks or results holds
- * one. */
+/* The tasks of one fm_map_push_array() call, numbers given one after
+ * the other with fm_map_push() (their bytes, in a buffer of the map's
+ * own), or the results of one batch of numbers. Guarded by the map's
+ * lock, refcount and bytes included: the pending queue holds one while
+ * tasks remain to be dispatched, and each slot of one of its tasks or
+ * results holds one. */
 typedef struct
 {
-  GVariant     *array;     /* owned */
+  GVariant     *array;     /* owned, or NULL for pushed numbers */
   const guint8 *data;      /* its bytes, when its children have a fixed size */
   gsize         elem_size; /* that size, or 0 */
   guint64       n;
   guint64       taken;     /* children dispatched so far */
   guint         refs;
+  guint8       *own;       /* pushed numbers: data, owned, room for cap */
+  guint64       cap;
+  char          type[2];   /* pushed numbers: their type string */
 } Segment;
 
 static void
@@ -135,8 +142,29 @@ segment_unref (Segment *seg)
 {
   if (--seg->refs > 0)
     return;
-  g_variant_unref (seg->array);
+  g_clear_pointer (&seg->array, g_variant_unref);
+  g_free (seg->own);
   g_free (seg);
+}
+
+/* The type string of the children of @seg. */
+static const char *
+segment_type (Segment *seg)
+{
+  return seg->array != NULL ? g_variant_get_type_string (seg->array) + 1 : seg->type;
+}
+
+/* Child @pos of @seg, as a GVariant of its own. */
+static GVariant *
+segment_child (Segment *seg,
+               guint64  pos)
+{
+  g_autoptr(GBytes) bytes = NULL;
+
+  if (seg->array != NULL)
+    return g_variant_get_child_value (seg->array, pos);
+  bytes = g_bytes_new (seg->data + pos * seg->elem_size, seg->elem_size);
+  return g_variant_ref_sink (g_variant_new_from_bytes (G_VARIANT_TYPE (seg->type), bytes, TRUE));
 }
 
 /* The pending queue holds GVariant* (one pushed task) and Segment*
@@ -284,13 +312,14 @@ slot_drop_task (Slot *s)
 }
 
 /* The task as a GVariant of its own, for the ways that need one: a task
- * of a pushed array gets its own only if it has to run again. */
+ * of a pushed array, or a pushed number, gets its own only if it has to
+ * run again. */
 static GVariant *
 slot_task (Slot *s)
 {
   if (s->task == NULL)
     {
-      s->task = g_variant_get_child_value (s->seg->array, s->seg_pos);
+      s->task = segment_child (s->seg, s->seg_pos);
       g_clear_pointer (&s->seg, segment_unref);
     }
   return s->task;
@@ -621,13 +650,60 @@ pending_pop_locked (FmMap *self)
   return item;
 }
 
-static void
+/* Adds @task at the end of the input. A number (of a basic fixed-size
+ * type but a boolean, whose byte may not be 0 or 1 in a value from
+ * elsewhere) joins, as its bytes, the segment of pushed numbers of its
+ * type at the end of the pending queue, or starts one: it is then sent as
+ * numbers of a pushed array are, and gets a GVariant again only if it
+ * has to run again. The caller then drops @task, in its own thread, which
+ * made it, at once: tasks that wait for room hold no GVariant each, and
+ * GLib's slice allocator gets its memory back where it gave it. Returns
+ * whether that is so; else the queue holds @task. */
+static gboolean
 add_task_locked (FmMap    *self,
                  GVariant *task)
 {
-  pending_push_locked (self, task);
+  const char *type = g_variant_get_type_string (task);
+  gsize size = fm_wire_number_size (type);
+  Segment *seg = NULL;
+
   self->n_pending++;
   self->next_index++;
+  if (size == 0)
+    {
+      pending_push_locked (self, task);
+      return FALSE;
+    }
+
+  if (self->pending_head < self->pending->len)
+    {
+      gpointer last = g_ptr_array_index (self->pending, self->pending->len - 1);
+
+      if (IS_SEGMENT (last) && AS_SEGMENT (last)->array == NULL &&
+          AS_SEGMENT (last)->type[0] == type[0] && AS_SEGMENT (last)->n < PUSHED_NUMBERS)
+        seg = AS_SEGMENT (last);
+    }
+  if (seg == NULL)
+    {
+      seg = g_new0 (Segment, 1);
+      seg->elem_size = size;
+      seg->type[0] = type[0];
+      seg->refs = 1;
+      /* Not the window's widening of arrays of numbers: that stays
+       * fm_map_push_array()'s (widen_locked()). */
+      narrow_locked (self);
+      g_ptr_array_add (self->pending, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
+    }
+  if (seg->n == seg->cap)
+    {
+      /* Only this lock's holders read the bytes: they may move. */
+      seg->cap = MIN (MAX (2 * seg->cap, 32), PUSHED_NUMBERS);
+      seg->own = g_realloc (seg->own, seg->cap * size);
+      seg->data = seg->own;
+    }
+  fm_wire_copy_number (seg->own + seg->n * size, task, size);
+  seg->n++;
+  return TRUE;
 }
 
 /* Pulls the source while there is room. Called on the consumer's side
@@ -649,7 +725,8 @@ fill_locked (FmMap *self)
 
       if (task != NULL)
         {
-          add_task_locked (self, g_variant_ref_sink (task));
+          if (add_task_locked (self, g_variant_ref_sink (task)))
+            g_variant_unref (task);
           continue;
         }
       self->input_closed = TRUE;
@@ -736,7 +813,7 @@ next_task_locked (FmMap     *self,
         {
           Segment *seg = AS_SEGMENT (item);
 
-          s->task = g_variant_get_child_value (seg->array, seg->taken++);
+          s->task = segment_child (seg, seg->taken++);
           if (seg->taken == seg->n)
             segment_unref (AS_SEGMENT (pending_pop_locked (self)));
         }
@@ -821,7 +898,7 @@ send_slice_locked (FmMap *self,
   self->n_pending -= k;
   proc_sent (p, k,
              fm_wire_write_raw_batch (p->fd, FM_FRAME_TASKS, indexes, k,
-                                      g_variant_get_type_string (seg->array) + 1,
+                                      segment_type (seg),
                                       seg->data + seg->taken * seg->elem_size,
                                       k * seg->elem_size, 0, 0, NULL));
   seg->taken += k;
@@ -2176,7 +2253,11 @@ arm_flush_locked (FmMap *self)
  *
  * Pushing never blocks: tasks beyond #FmMapper:max-in-flight wait in the
  * map. To bound memory with an input of unknown length, use
- * fm_map_set_source().
+ * fm_map_set_source(). A task that is a number (of one basic type other
+ * than a boolean, as `x`, `u` or `d`) costs its bytes while it waits: the
+ * map copies them and drops @task before this returns, and makes a
+ * GVariant of them again only for a task that has to run again. Other
+ * tasks are kept as they are until their results come.
  *
  * Tasks pushed close together travel to the workers in batches. While
  * the results are waited for (fm_map_next(), fm_map_next_async() or the
@@ -2190,6 +2271,7 @@ fm_map_push (FmMap    *self,
              GVariant *task)
 {
   guint64 at_workers;
+  gboolean copied;
 
   g_return_if_fail (FM_IS_MAP (self));
   g_return_if_fail (task != NULL);
@@ -2204,7 +2286,7 @@ fm_map_push (FmMap    *self,
                   self->source_func ? "a source" : "closed");
       return;
     }
-  add_task_locked (self, task);
+  copied = add_task_locked (self, task);
   at_workers = self->dispatch_next - self->n_delivered;
   /* With the window full, only a result taken frees room, and the
    * consumer dispatches then: a producer ahead of the workers would look
@@ -2217,6 +2299,8 @@ fm_map_push (FmMap    *self,
         arm_flush_locked (self);
     }
   g_mutex_unlock (&self->lock);
+  if (copied)
+    g_variant_unref (task);
 }
 
 /**

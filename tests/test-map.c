@@ -767,6 +767,45 @@ test_numbers_without_bytes (void)
     g_assert_cmpint (g_variant_get_int64 (values->pdata[i]), ==, expected[i]);
 }
 
+static void
+set_flag (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+}
+
+/* A number pushed is copied, and its GVariant dropped before the push
+ * returns: tasks that wait for room cost their bytes. */
+static void
+test_pushed_numbers_are_copied (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (identity, 1);
+  g_autoptr(FmMap) map = NULL;
+  g_autoptr(GPtrArray) values = NULL;
+  gint64 number = 42;
+  gboolean number_freed = FALSE;
+  char *string = g_strdup ("a string");
+
+  /* A window of one: the first task is in flight until its result is
+   * taken, and the two after it wait in the map meanwhile. */
+  fm_mapper_set_max_in_flight (mapper, 1);
+  map = fm_mapper_map (mapper, NULL);
+  fm_map_push (map, g_variant_new_int64 (1));
+  fm_map_push (map, g_variant_new_from_data (G_VARIANT_TYPE_INT64, &number, sizeof number,
+                                             TRUE, set_flag, &number_freed));
+  g_assert_true (number_freed);
+  fm_map_push (map, g_variant_new_from_data (G_VARIANT_TYPE_STRING, string, strlen (string) + 1,
+                                             TRUE, g_free, string));
+  fm_map_push (map, g_variant_new_int64 (3));
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, 4);
+  g_assert_cmpint (g_variant_get_int64 (values->pdata[0]), ==, 1);
+  g_assert_cmpint (g_variant_get_int64 (values->pdata[1]), ==, 42);
+  g_assert_cmpstr (g_variant_get_string (values->pdata[2], NULL), ==, "a string");
+  g_assert_cmpint (g_variant_get_int64 (values->pdata[3]), ==, 3);
+}
+
 /* Task (sut): appends a byte to the file at path s, then waits until
  * the file holds u bytes (all the tasks have started) or 10 s passed;
  * returns how many it held. */
@@ -2161,6 +2200,7 @@ main (int    argc,
   g_test_add_func ("/map/endless-source", test_endless_source);
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
+  g_test_add_func ("/map/push/numbers-are-copied", test_pushed_numbers_are_copied);
   g_test_add_func ("/map/numbers-without-bytes", test_numbers_without_bytes);
   g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/next",
                         "next", test_pushes_go_out_while_nothing_comes_back);
