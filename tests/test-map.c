@@ -786,7 +786,7 @@ test_pushed_numbers_are_copied (void)
   char *string = g_strdup ("a string");
 
   /* A window of one: the first task is in flight until its result is
-   * taken, and the two after it wait in the map meanwhile. */
+   * taken, and the tasks after it wait in the map meanwhile. */
   fm_mapper_set_max_in_flight (mapper, 1);
   map = fm_mapper_map (mapper, NULL);
   fm_map_push (map, g_variant_new_int64 (1));
