@@ -806,6 +806,56 @@ test_pushed_numbers_are_copied (void)
   g_assert_cmpint (g_variant_get_int64 (values->pdata[3]), ==, 3);
 }
 
+/* Numbers pushed one by one beside arrays of numbers of the same type,
+ * and beside other tasks: each joins the segment at the tail of the
+ * pending queue, or starts one, and the order holds across them all
+ * (add_task_locked(); joining the head's segment fails this). */
+static void
+test_pushed_numbers_beside_arrays (void)
+{
+  g_autoptr(FmMapper) mapper = fm_test_mapper_for (identity, 2);
+  g_autoptr(FmMap) map = fm_mapper_map (mapper, NULL);
+  g_autoptr(GPtrArray) values = NULL;
+  gint64 next = 0;
+
+  for (guint round = 0; round < 40; round++)
+    {
+      gint64 array[300];
+
+      /* Enough one by one for a segment to fill up now and then. */
+      for (guint k = 0; k < 150 * (round % 4); k++)
+        fm_map_push (map, g_variant_new_int64 (next++));
+      for (guint k = 0; k < G_N_ELEMENTS (array); k++)
+        array[k] = next++;
+      fm_map_push_array (map, g_variant_new_fixed_array (G_VARIANT_TYPE_INT64, array,
+                                                         G_N_ELEMENTS (array), sizeof (gint64)));
+      fm_map_push (map, g_variant_new_int64 (next++));
+      if (round % 3 == 0)
+        fm_map_push (map, g_variant_new_uint32 ((guint32) next++));
+      if (round % 5 == 0)
+        {
+          g_autofree char *text = g_strdup_printf ("%" G_GINT64_FORMAT, next++);
+
+          fm_map_push (map, g_variant_new_string (text));
+        }
+    }
+  fm_map_close (map);
+
+  values = take_all (map, NULL);
+  g_assert_cmpuint (values->len, ==, next);
+  for (guint i = 0; i < values->len; i++)
+    {
+      GVariant *v = values->pdata[i];
+
+      if (g_variant_is_of_type (v, G_VARIANT_TYPE_STRING))
+        g_assert_cmpint (g_ascii_strtoll (g_variant_get_string (v, NULL), NULL, 10), ==, i);
+      else if (g_variant_is_of_type (v, G_VARIANT_TYPE_UINT32))
+        g_assert_cmpuint (g_variant_get_uint32 (v), ==, i);
+      else
+        g_assert_cmpint (g_variant_get_int64 (v), ==, i);
+    }
+}
+
 /* Task (sut): appends a byte to the file at path s, then waits until
  * the file holds u bytes (all the tasks have started) or 10 s passed;
  * returns how many it held. */
@@ -2185,6 +2235,7 @@ main (int    argc,
   g_test_add_func ("/map/function-prints", test_function_prints);
   g_test_add_func ("/map/mixed-types", test_mixed_types);
   g_test_add_func ("/map/push/numbers-are-copied", test_pushed_numbers_are_copied);
+  g_test_add_func ("/map/push/numbers-beside-arrays", test_pushed_numbers_beside_arrays);
   g_test_add_func ("/map/numbers-without-bytes", test_numbers_without_bytes);
   g_test_add_data_func ("/map/pushes-go-out-while-nothing-comes-back/next",
                         "next", test_pushes_go_out_while_nothing_comes_back);
