@@ -16,7 +16,10 @@
  * the last result taken), the caller's CPU time and the workers' CPU time
  * (from /proc, at the last result). THREADS is #FmMapper:threads-limit
  * (default 0, the seed's default: no limit), WINDOW #FmMapper:max-in-flight
- * (default 0: the library's default). With FM_BENCH_LINGER_MS set,
+ * (default 0: the library's default). With FM_BENCH_PRODUCER_NS set, the
+ * producer of push and push-bulk spends that long (a busy loop on the
+ * monotonic clock) before each task, as a producer that computes its tasks
+ * does: one slower than the workers. With FM_BENCH_LINGER_MS set,
  * it waits that long after ending the workers, so that a profiler running
  * them (valgrind --trace-children=yes) can write their profiles.
  *
@@ -40,7 +43,17 @@ typedef struct
   guint64  n;
   guint64  chunk;
   guint64  next;
+  gint64   spin_ns;   /* the producer's time per task, FM_BENCH_PRODUCER_NS */
 } Feed;
+
+static gint64
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * G_GINT64_CONSTANT (1000000000) + ts.tv_nsec;
+}
 
 static GVariant *
 feed_source (gpointer user_data, GError **error)
@@ -58,7 +71,16 @@ feed_push (gpointer data)
   Feed *f = data;
 
   for (guint64 i = 0; i < f->n; i++)
-    fm_map_push (f->map, g_variant_new_int64 (i));
+    {
+      if (f->spin_ns > 0)
+        {
+          gint64 t0 = now_ns ();
+
+          while (now_ns () - t0 < f->spin_ns)
+            ;
+        }
+      fm_map_push (f->map, g_variant_new_int64 (i));
+    }
   fm_map_close (f->map);
   return NULL;
 }
@@ -138,6 +160,8 @@ main (int argc, char **argv)
   mode = argc > 1 ? argv[1] : "source";
   n = bench_arg_u64 (argc, argv, 2, 1000000);
   feed.n = n;
+  if (g_getenv ("FM_BENCH_PRODUCER_NS") != NULL)
+    feed.spin_ns = g_ascii_strtoll (g_getenv ("FM_BENCH_PRODUCER_NS"), NULL, 10);
   feed.chunk = bench_arg_u64 (argc, argv, 3, 10000);
   threads = bench_arg_u64 (argc, argv, 4, 0);
   window = bench_arg_u64 (argc, argv, 5, 0);
