@@ -620,8 +620,10 @@ static void
 pending_push_locked (FmMap    *self,
                      gpointer  item)
 {
-  /* Only tasks of an array of numbers keep the window wide. */
-  if (!IS_SEGMENT (item) || AS_SEGMENT (item)->elem_size == 0)
+  /* Only the tasks of a pushed array of numbers keep the window wide:
+   * not numbers given one by one (a segment without an array). */
+  if (!IS_SEGMENT (item) || AS_SEGMENT (item)->elem_size == 0 ||
+      AS_SEGMENT (item)->array == NULL)
     narrow_locked (self);
   g_ptr_array_add (self->pending, item);
 }
@@ -689,10 +691,7 @@ add_task_locked (FmMap    *self,
       seg->elem_size = size;
       seg->type[0] = type[0];
       seg->refs = 1;
-      /* Not the window's widening of arrays of numbers: that stays
-       * fm_map_push_array()'s (widen_locked()). */
-      narrow_locked (self);
-      g_ptr_array_add (self->pending, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
+      pending_push_locked (self, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
     }
   if (seg->n == seg->cap)
     {
