@@ -652,28 +652,49 @@ pending_pop_locked (FmMap *self)
   return item;
 }
 
-/* Adds @task at the end of the input. A number (of a basic fixed-size
- * type but a boolean, whose byte may not be 0 or 1 in a value from
- * elsewhere) joins, as its bytes, the segment of pushed numbers of its
- * type at the end of the pending queue, or starts one: it is then sent as
- * numbers of a pushed array are, and gets a GVariant again only if it
- * has to run again. The caller then drops @task, in its own thread, which
- * made it, at once: tasks that wait for room hold no GVariant each, and
- * GLib's slice allocator gets its memory back where it gave it. Returns
- * whether that is so; else the queue holds @task. */
-static gboolean
-add_task_locked (FmMap    *self,
-                 GVariant *task)
+/* A task as add_task_locked() takes it, read before the map's lock is
+ * taken: a number (of a basic fixed-size type but a boolean, whose byte
+ * may not be 0 or 1 in a value from elsewhere) is its bytes. */
+typedef struct
+{
+  GVariant *task;       /* owned */
+  char      type;       /* a number's type, else 0 */
+  gsize     size;       /* its size */
+  guint8    bytes[8];   /* its bytes (8 at most, fm_wire_fixed_size()) */
+} NewTask;
+
+static void
+new_task_read (NewTask  *t,
+               GVariant *task)
 {
   const char *type = g_variant_get_type_string (task);
-  gsize size = fm_wire_number_size (type);
+
+  t->task = task;
+  t->size = fm_wire_number_size (type);
+  t->type = t->size > 0 ? type[0] : 0;
+  if (t->size > 0)
+    fm_wire_copy_number (t->bytes, task, t->size);
+}
+
+/* Adds @t at the end of the input. A number joins, as its bytes, the
+ * segment of pushed numbers of its type at the end of the pending queue,
+ * or starts one: it is then sent as numbers of a pushed array are, and
+ * gets a GVariant again only if it has to run again. The caller then
+ * drops the task, in its own thread, which made it, at once: tasks that
+ * wait for room hold no GVariant each, and GLib's slice allocator gets
+ * its memory back where it gave it. Returns whether that is so; else the
+ * queue holds the task. */
+static gboolean
+add_task_locked (FmMap         *self,
+                 const NewTask *t)
+{
   Segment *seg = NULL;
 
   self->n_pending++;
   self->next_index++;
-  if (size == 0)
+  if (t->size == 0)
     {
-      pending_push_locked (self, task);
+      pending_push_locked (self, t->task);
       return FALSE;
     }
 
@@ -682,14 +703,14 @@ add_task_locked (FmMap    *self,
       gpointer last = g_ptr_array_index (self->pending, self->pending->len - 1);
 
       if (IS_SEGMENT (last) && AS_SEGMENT (last)->array == NULL &&
-          AS_SEGMENT (last)->type[0] == type[0] && AS_SEGMENT (last)->n < PUSHED_NUMBERS)
+          AS_SEGMENT (last)->type[0] == t->type && AS_SEGMENT (last)->n < PUSHED_NUMBERS)
         seg = AS_SEGMENT (last);
     }
   if (seg == NULL)
     {
       seg = g_new0 (Segment, 1);
-      seg->elem_size = size;
-      seg->type[0] = type[0];
+      seg->elem_size = t->size;
+      seg->type[0] = t->type;
       seg->refs = 1;
       pending_push_locked (self, GSIZE_TO_POINTER (GPOINTER_TO_SIZE (seg) | SEGMENT_TAG));
     }
@@ -697,10 +718,10 @@ add_task_locked (FmMap    *self,
     {
       /* Only this lock's holders read the bytes: they may move. */
       seg->cap = MIN (MAX (2 * seg->cap, 32), PUSHED_NUMBERS);
-      seg->own = g_realloc (seg->own, seg->cap * size);
+      seg->own = g_realloc (seg->own, seg->cap * t->size);
       seg->data = seg->own;
     }
-  fm_wire_copy_number (seg->own + seg->n * size, task, size);
+  memcpy (seg->own + seg->n * t->size, t->bytes, t->size);
   seg->n++;
   return TRUE;
 }
@@ -715,16 +736,19 @@ fill_locked (FmMap *self)
     {
       g_autoptr(GError) error = NULL;
       GVariant *task;
+      NewTask t;
 
       self->pulling = TRUE;
       g_mutex_unlock (&self->lock);
       task = self->source_func (self->source_data, &error);
+      if (task != NULL)
+        new_task_read (&t, g_variant_ref_sink (task));
       g_mutex_lock (&self->lock);
       self->pulling = FALSE;
 
       if (task != NULL)
         {
-          if (add_task_locked (self, g_variant_ref_sink (task)))
+          if (add_task_locked (self, &t))
             g_variant_unref (task);
           continue;
         }
@@ -2271,11 +2295,12 @@ fm_map_push (FmMap    *self,
 {
   guint64 at_workers;
   gboolean copied;
+  NewTask t;
 
   g_return_if_fail (FM_IS_MAP (self));
   g_return_if_fail (task != NULL);
 
-  g_variant_ref_sink (task);
+  new_task_read (&t, g_variant_ref_sink (task));
   g_mutex_lock (&self->lock);
   if (self->input_closed || self->source_func != NULL)
     {
@@ -2285,7 +2310,7 @@ fm_map_push (FmMap    *self,
                   self->source_func ? "a source" : "closed");
       return;
     }
-  copied = add_task_locked (self, task);
+  copied = add_task_locked (self, &t);
   at_workers = self->dispatch_next - self->n_delivered;
   /* With the window full, only a result taken frees room, and the
    * consumer dispatches then: a producer ahead of the workers would look
